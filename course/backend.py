@@ -1,0 +1,209 @@
+"""The array backend: which array namespace ``xp`` the library computes with.
+
+Library code is written once against the array-API standard namespace held in ``xp``:
+NumPy by default, CuPy on request (``COURSE_BACKEND=cupy`` or ``course.use("cupy")``), and
+``array_api_strict`` on its fake ``device1`` in the tests, which proves that the core calls
+nothing outside the standard and makes no hidden host transfer.
+
+The few needs the standard lacks (scatter-add, in-place fused updates) go through
+:func:`kernel`: a backend may register a fast version; every caller keeps a standard-only
+fallback, and :func:`standard_only` switches the fast versions off so tests exercise both.
+
+Randomness: initial weights come from a host ``numpy.random.Generator`` (:func:`rng`), so a
+seed gives the same weights on every backend; per-step randomness (dropout masks) may be
+drawn on the device with :func:`random`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BackendUnavailable", "use", "xp", "name", "device", "rng", "random", "asarray",
+    "to_numpy", "kernel", "register_kernel", "standard_only",
+]
+
+Array = Any  # an array of the current namespace
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here; the message says what is missing and the fix."""
+
+
+def _numpy_namespace() -> types.SimpleNamespace:
+    """NumPy's own namespace, with a few standard functions swapped for faster equivalents.
+
+    ``np.sum`` and friends go through Python-level wrappers costing microseconds on tiny
+    arrays; the ufunc reductions and array methods compute the same result faster.
+    """
+    ns = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("_")})
+
+    def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001 - standard name
+        return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def max(x, /, *, axis=None, keepdims=False):  # noqa: A001
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    ns.sum, ns.max = sum, max
+    ns.reshape = lambda x, /, shape, *, copy=None: x.reshape(shape)
+    ns.permute_dims = lambda x, /, axes: x.transpose(axes)
+    ns.astype = lambda x, dtype, /, *, copy=True, device=None: x.astype(dtype, copy=copy)
+    ns.__name__ = "numpy"
+    return ns
+
+
+name: str = "numpy"
+xp: Any = _numpy_namespace()
+device: Any = None  # where new arrays are placed; None means the namespace's default
+
+_kernels: dict[tuple[str, str], Callable[..., Any]] = {}
+_kernels_on = True
+
+
+def use(backend: str) -> Any:
+    """Select the array backend: ``"numpy"``, ``"cupy"`` or ``"array_api_strict"``.
+
+    Returns the namespace. Tensors made before the switch keep their old arrays; move them
+    explicitly (``Tensor.to()``, ``Module.to()``).
+    """
+    global name, xp, device
+    if backend == "numpy":
+        ns, dev = _numpy_namespace(), None
+    elif backend == "cupy":
+        ns, dev = _load_cupy(), None
+    elif backend == "array_api_strict":
+        import array_api_strict as ns
+
+        dev = ns.Device("device1")  # a fake device: mixing it with host arrays raises
+    else:
+        raise ValueError(
+            f"unknown backend {backend!r}: choose 'numpy' (default), 'cupy' (NVIDIA GPU) "
+            "or 'array_api_strict' (tests)"
+        )
+    name, xp, device = backend, ns, dev
+    return xp
+
+
+def _load_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "CuPy is not installed. Install the GPU extra: pip install -e '.[gpu]' "
+            "(CuPy for CUDA 12), or keep the default NumPy backend."
+        ) from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CUDARuntimeError when there is no driver at all
+        count = 0
+    if count == 0:
+        raise BackendUnavailable(
+            "CuPy is installed but no CUDA device is visible (no NVIDIA GPU or driver). "
+            "Run on a machine with a GPU, check CUDA_VISIBLE_DEVICES, or use course.use('numpy')."
+        )
+    import array_api_compat.cupy as cxp
+
+    return cxp
+
+
+def rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
+    """Host random generator: the same seed draws the same weights on every backend."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def asarray(x: Any, dtype: Any = None) -> Array:
+    """Put ``x`` (host data or an array) on the current backend's device. An explicit transfer."""
+    if name == "numpy":
+        return np.asarray(x, dtype=dtype)
+    if name == "cupy":
+        return xp.asarray(x, dtype=dtype)
+    if isinstance(x, np.ndarray) and dtype is None:
+        dtype = getattr(xp, x.dtype.name)
+    return xp.asarray(x, dtype=dtype, device=device)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array of any backend to a host NumPy array. An explicit transfer."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x)
+    module = type(x).__module__
+    if module.startswith("cupy"):
+        return x.get()
+    if module.startswith("array_api_strict"):
+        import array_api_strict as s
+
+        x = x.to_device(s.Device("CPU_DEVICE"))
+    return np.asarray(x)
+
+
+def random(shape: tuple[int, ...], dtype: Any, generator: np.random.Generator) -> Array:
+    """Uniform [0, 1) samples of ``dtype`` on the current device, driven by ``generator``.
+
+    NumPy draws directly; CuPy draws on the GPU from a device generator seeded once from the
+    host generator; other namespaces draw on the host and transfer.
+    """
+    if name == "numpy":
+        return generator.random(shape, dtype=dtype)
+    if name == "cupy":
+        import cupy
+
+        dev = _cupy_generators.get(id(generator))
+        if dev is None:
+            dev = _cupy_generators[id(generator)] = cupy.random.default_rng(
+                int(generator.integers(2**63))
+            )
+        return dev.random(shape, dtype=dtype)
+    host = generator.random(shape)
+    return xp.astype(asarray(host), dtype)
+
+
+_cupy_generators: dict[int, Any] = {}
+
+
+def register_kernel(op: str, backend: str) -> Callable[[Callable], Callable]:
+    """Register a backend-specific fast path for ``op`` (callers keep a standard fallback)."""
+
+    def deco(fn: Callable) -> Callable:
+        _kernels[(op, backend)] = fn
+        return fn
+
+    return deco
+
+
+def kernel(op: str) -> Callable[..., Any] | None:
+    """The current backend's fast path for ``op``, or None: then use the standard fallback."""
+    return _kernels.get((op, name)) if _kernels_on else None
+
+
+@contextlib.contextmanager
+def standard_only() -> Iterator[None]:
+    """Within this block every :func:`kernel` lookup returns None (standard fallbacks run)."""
+    global _kernels_on
+    old, _kernels_on = _kernels_on, False
+    try:
+        yield
+    finally:
+        _kernels_on = old
+
+
+@register_kernel("scatter_add", "numpy")
+def _scatter_add_numpy(target: Array, index: Any, values: Array) -> Array:
+    np.add.at(target, index, values)
+    return target
+
+
+@register_kernel("scatter_add", "cupy")
+def _scatter_add_cupy(target: Array, index: Any, values: Array) -> Array:
+    import cupyx
+
+    cupyx.scatter_add(target, index, values)
+    return target
+
+
+if os.environ.get("COURSE_BACKEND"):
+    use(os.environ["COURSE_BACKEND"])

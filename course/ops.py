@@ -1,0 +1,511 @@
+"""Primitive operations: a forward on raw arrays and its vector-Jacobian products, in one place.
+
+Each primitive is defined by ``@primitive`` (the forward, written against the array-API
+namespace ``B.xp``) and ``defvjp`` (for each argument, ``Jᵀ g`` as a function of the
+output gradient ``g``, the output ``out`` and the arguments). VJPs use these same tensor
+operations, so the backward pass can be recorded and differentiated again.
+
+Broadcasting: a binary operation's VJP sums the gradient back to each argument's shape
+(:func:`unbroadcast`).
+"""
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+from . import backend as B
+from .autodiff import Primitive, Tensor, defvjp, primitive
+
+Axis = int | tuple[int, ...] | None
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _axes(axis: Axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(a % ndim for a in axes)
+
+
+def _kept_shape(shape: Sequence[int], axis: Axis) -> tuple[int, ...]:
+    """``shape`` with the reduced axes kept as 1 (the shape of a keepdims reduction)."""
+    red = _axes(axis, len(shape))
+    return tuple(1 if i in red else n for i, n in enumerate(shape))
+
+
+def unbroadcast(g: Tensor, shape: Sequence[int]) -> Tensor:
+    """Sum ``g`` over the axes broadcasting added or stretched, so it has ``shape``."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    return reshape(sum(g, axis=axes), shape) if axes else reshape(g, shape)
+
+
+# -- arithmetic -------------------------------------------------------------------------------
+
+@primitive
+def add(a, b):
+    return a + b
+
+
+@primitive
+def sub(a, b):
+    return a - b
+
+
+@primitive
+def mul(a, b):
+    return a * b
+
+
+@primitive
+def div(a, b):
+    return a / b
+
+
+@primitive
+def neg(a):
+    return -a
+
+
+@primitive
+def power(a, b):
+    return a ** b
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(getattr(x, "shape", ()))
+
+
+def _log_of(x: Any) -> Any:
+    return log(x) if isinstance(x, Tensor) else math.log(x)
+
+
+defvjp(add, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(g, b.shape))
+defvjp(sub, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(-g, b.shape))
+defvjp(mul, lambda g, out, a, b: unbroadcast(g * b, a.shape), lambda g, out, a, b: unbroadcast(g * a, b.shape))
+defvjp(div, lambda g, out, a, b: unbroadcast(g / b, a.shape),
+       lambda g, out, a, b: unbroadcast(-g * out / b, b.shape))
+defvjp(neg, lambda g, out, a: -g)
+defvjp(power, lambda g, out, a, b: unbroadcast(g * b * a ** (b - 1), a.shape),
+       lambda g, out, a, b: unbroadcast(g * out * _log_of(a), b.shape))
+
+
+def _mT(x: Tensor) -> Tensor:
+    return swapaxes(x, -1, -2)
+
+
+@primitive
+def matmul(a, b):
+    return a @ b
+
+
+def _matmul_vjp(argnum: int, g: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Promote 1-D operands as matmul does (a: (1, n), b: (n, 1)), then ``ā = ḡ bᵀ``, ``b̄ = aᵀ ḡ``."""
+    a2 = a if a.ndim > 1 else reshape(a, (1, a.shape[0]))
+    b2 = b if b.ndim > 1 else reshape(b, (b.shape[0], 1))
+    gshape = list(g.shape)
+    if a.ndim == 1:
+        gshape.insert(len(gshape) - (b.ndim > 1), 1)
+    if b.ndim == 1:
+        gshape.append(1)
+    g2 = reshape(g, tuple(gshape))
+    if argnum == 0:
+        return reshape(unbroadcast(g2 @ _mT(b2), a2.shape), a.shape)
+    return reshape(unbroadcast(_mT(a2) @ g2, b2.shape), b.shape)
+
+
+defvjp(matmul, argnum=_matmul_vjp)
+
+
+# -- elementwise functions ------------------------------------------------------------------
+
+@primitive
+def exp(a):
+    return B.xp.exp(a)
+
+
+@primitive
+def log(a):
+    return B.xp.log(a)
+
+
+@primitive
+def sqrt(a):
+    return B.xp.sqrt(a)
+
+
+@primitive
+def tanh(a):
+    return B.xp.tanh(a)
+
+
+@primitive
+def sigmoid(a):
+    """σ(a) = 1 / (1 + e^{-a}), computed from e^{-|a|} so it never overflows."""
+    xp = B.xp
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@primitive
+def relu(a):
+    return B.xp.maximum(a, 0.0)
+
+
+@primitive
+def leaky_relu(a, negative_slope=0.01):
+    return B.xp.where(a > 0, a, a * negative_slope)
+
+
+@primitive
+def abs(a):  # noqa: A001 - the standard's name
+    return B.xp.abs(a)
+
+
+@primitive
+def clip(a, min=None, max=None):  # noqa: A002
+    return B.xp.clip(a, min=min, max=max)
+
+
+@primitive
+def where(condition, x, y):
+    """``x`` where ``condition`` holds, else ``y`` (``condition`` is a constant)."""
+    return B.xp.where(condition, x, y)
+
+
+def _inside(a: Any, lo: Any, hi: Any) -> Any:
+    inside = a == a
+    if lo is not None:
+        inside = inside & (a >= lo)
+    if hi is not None:
+        inside = inside & (a <= hi)
+    return inside
+
+
+defvjp(exp, lambda g, out, a: g * out)
+defvjp(log, lambda g, out, a: g / a)
+defvjp(sqrt, lambda g, out, a: g / out * 0.5)
+defvjp(tanh, lambda g, out, a: g * (1 - out * out))
+defvjp(sigmoid, lambda g, out, a: g * out * (1 - out))
+defvjp(relu, lambda g, out, a: where(a.data > 0, g, 0.0))
+defvjp(leaky_relu, lambda g, out, a, negative_slope=0.01: where(a.data > 0, g, g * negative_slope))
+defvjp(abs, lambda g, out, a: g * B.xp.sign(a.data))
+defvjp(clip, lambda g, out, a, min=None, max=None: where(_inside(a.data, min, max), g, 0.0))
+defvjp(where, None,
+       lambda g, out, c, x, y: unbroadcast(where(_raw(c), g, 0.0), x.shape),
+       lambda g, out, c, x, y: unbroadcast(where(_raw(c), 0.0, g), y.shape))
+
+
+@primitive
+def astype(a, dtype):
+    return B.xp.astype(a, dtype)
+
+
+defvjp(astype, lambda g, out, a, dtype: astype(g, a.dtype))
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+@primitive
+def reshape(a, shape):
+    return B.xp.reshape(a, tuple(shape))
+
+
+@primitive
+def permute_dims(a, axes):
+    return B.xp.permute_dims(a, tuple(axes))
+
+
+@primitive
+def broadcast_to(a, shape):
+    return B.xp.broadcast_to(a, tuple(shape))
+
+
+def swapaxes(a: Tensor, i: int, j: int) -> Tensor:
+    axes = list(range(a.ndim))
+    axes[i], axes[j] = axes[j], axes[i]
+    return permute_dims(a, axes)
+
+
+def _inverse(axes: Sequence[int]) -> tuple[int, ...]:
+    inv = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inv[a] = i
+    return tuple(inv)
+
+
+defvjp(reshape, lambda g, out, a, shape: reshape(g, a.shape))
+defvjp(permute_dims, lambda g, out, a, axes: permute_dims(g, _inverse(axes)))
+defvjp(broadcast_to, lambda g, out, a, shape: unbroadcast(g, a.shape))
+
+
+def _key(key: Any) -> Any:
+    return tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
+
+
+def _is_basic(key: Any) -> bool:
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in parts)
+
+
+@primitive
+def getitem(a, key):
+    return a[_key(key)]
+
+
+@primitive
+def index_add(g, key, shape):
+    """Zeros of ``shape`` with ``g`` added at ``key`` (repeated indices add up): getitem's VJP."""
+    xp = B.xp
+    key = _key(key)
+    target = xp.zeros(tuple(shape), dtype=g.dtype, device=g.device)
+    if _is_basic(key):  # basic indices never repeat: assignment is enough
+        parts = key if isinstance(key, tuple) else (key,)
+        plain = tuple(k for k in parts if k is not None)
+        target[plain] = xp.reshape(g, tuple(target[plain].shape))
+        return target
+    fast = B.kernel("scatter_add")
+    if fast is not None:
+        return fast(target, key, g)
+    return _one_hot_scatter(target, key, g)
+
+
+def _one_hot_scatter(target: Any, key: Any, g: Any) -> Any:
+    """Standard-only scatter-add for integer-array keys on the leading axes: a one-hot matmul."""
+    xp = B.xp
+    parts = key if isinstance(key, tuple) else (key,)
+    lead = target.shape[: len(parts)]
+    flat = xp.zeros(parts[0].shape, dtype=xp.int64, device=g.device)
+    for idx, n in zip(parts, lead):  # row-major linear index over the indexed axes
+        flat = flat * n + xp.astype(idx, xp.int64) % n
+    size = math.prod(lead)
+    rows = math.prod(flat.shape)
+    hot = xp.astype(xp.reshape(flat, (rows, 1)) == xp.arange(size, device=g.device), g.dtype)
+    summed = xp.permute_dims(hot, (1, 0)) @ xp.reshape(g, (rows, -1))
+    return target + xp.reshape(summed, tuple(target.shape))
+
+
+defvjp(getitem, lambda g, out, a, key: index_add(g, key, a.shape))
+defvjp(index_add, lambda g, out, g0, key, shape: getitem(g, key))
+
+
+@primitive
+def take(a, indices, axis=0):
+    """``a`` gathered at integer ``indices`` along ``axis`` (the standard's ``take``)."""
+    return B.xp.take(a, _raw(indices), axis=axis)
+
+
+def _take_vjp(g: Tensor, out: Tensor, a: Tensor, indices: Any, axis: int = 0) -> Tensor:
+    ax = axis % a.ndim
+    moved = swapaxes(g, 0, ax) if ax else g
+    shape = list(a.shape)
+    shape[0], shape[ax] = shape[ax], shape[0]
+    scattered = index_add(moved, _raw(indices), tuple(shape))
+    return swapaxes(scattered, 0, ax) if ax else scattered
+
+
+defvjp(take, _take_vjp)
+
+
+def _concat_forward(*arrays, axis=0):
+    return B.xp.concat(list(arrays), axis=axis)
+
+
+def _stack_forward(*arrays, axis=0):
+    return B.xp.stack(list(arrays), axis=axis)
+
+
+_concat = Primitive(_concat_forward, "concat")
+_stack = Primitive(_stack_forward, "stack")
+
+
+def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    return _concat(*tensors, axis=axis)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along a new axis."""
+    return _stack(*tensors, axis=axis)
+
+
+def _concat_vjp(i: int, g: Tensor, out: Tensor, *args: Tensor, axis: int = 0) -> Tensor:
+    ax = axis % out.ndim
+    start = 0
+    for a in args[:i]:
+        start += a.shape[ax]
+    return getitem(g, (slice(None),) * ax + (slice(start, start + args[i].shape[ax]),))
+
+
+def _stack_vjp(i: int, g: Tensor, out: Tensor, *args: Tensor, axis: int = 0) -> Tensor:
+    return getitem(g, (slice(None),) * (axis % out.ndim) + (i,))
+
+
+defvjp(_concat, argnum=_concat_vjp)
+defvjp(_stack, argnum=_stack_vjp)
+
+
+# -- reductions -----------------------------------------------------------------------------
+
+@primitive
+def sum(a, axis=None, keepdims=False):  # noqa: A001
+    return B.xp.sum(a, axis=axis, keepdims=keepdims)
+
+
+@primitive
+def mean(a, axis=None, keepdims=False):
+    return B.xp.mean(a, axis=axis, keepdims=keepdims)
+
+
+@primitive
+def max(a, axis=None, keepdims=False):  # noqa: A001
+    return B.xp.max(a, axis=axis, keepdims=keepdims)
+
+
+def _spread(g: Tensor, a: Tensor, axis: Axis, keepdims: bool) -> Tensor:
+    """The output gradient of a reduction, broadcast back over the reduced axes."""
+    return broadcast_to(g if keepdims else reshape(g, _kept_shape(a.shape, axis)), a.shape)
+
+
+def _count(shape: Sequence[int], axis: Axis) -> int:
+    return math.prod(shape[i] for i in _axes(axis, len(shape)))
+
+
+def _max_vjp(g: Tensor, out: Tensor, a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Ties share the gradient equally (the gradient of ``amax``)."""
+    xp = B.xp
+    top = out.data if keepdims else xp.reshape(out.data, _kept_shape(a.shape, axis))
+    hit = xp.astype(a.data == top, a.dtype)
+    return _spread(g, a, axis, keepdims) * (hit / xp.sum(hit, axis=_axes(axis, a.ndim), keepdims=True))
+
+
+defvjp(sum, lambda g, out, a, axis=None, keepdims=False: _spread(g, a, axis, keepdims))
+defvjp(mean, lambda g, out, a, axis=None, keepdims=False: _spread(g, a, axis, keepdims) / _count(a.shape, axis))
+defvjp(max, _max_vjp)
+
+
+@primitive
+def logsumexp(a, axis=None, keepdims=False):
+    """log Σ exp(a), stable: the maximum m is taken out first, m + log Σ exp(a − m)."""
+    xp = B.xp
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.reshape(out, tuple(n for i, n in enumerate(out.shape) if i not in _axes(axis, a.ndim)))
+
+
+@primitive
+def log_softmax(a, axis=-1):
+    """a − logsumexp(a): log-probabilities, stable for large logits."""
+    xp = B.xp
+    m = xp.max(a, axis=axis, keepdims=True)
+    shifted = a - xp.where(xp.isfinite(m), m, 0.0)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+@primitive
+def softmax(a, axis=-1):
+    """exp(a − logsumexp(a)): probabilities along ``axis``."""
+    xp = B.xp
+    m = xp.max(a, axis=axis, keepdims=True)
+    e = xp.exp(a - xp.where(xp.isfinite(m), m, 0.0))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def _lse_vjp(g: Tensor, out: Tensor, a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    top = out if keepdims else reshape(out, _kept_shape(a.shape, axis))
+    return _spread(g, a, axis, keepdims) * exp(a - top)
+
+
+defvjp(logsumexp, _lse_vjp)
+defvjp(log_softmax, lambda g, out, a, axis=-1: g - exp(out) * sum(g, axis=axis, keepdims=True))
+defvjp(softmax, lambda g, out, a, axis=-1: out * (g - sum(g * out, axis=axis, keepdims=True)))
+
+
+# -- fused layers ---------------------------------------------------------------------------
+
+@primitive
+def linear(x, weight, bias=None):
+    """y = x Wᵀ + b with W of shape (out_features, in_features), as in PyTorch."""
+    y = x @ weight.mT
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _flat2(t: Tensor) -> Tensor:
+    return t if t.ndim == 2 else reshape(t, (-1, t.shape[-1]))
+
+
+defvjp(linear,
+       lambda g, out, x, w, b=None: g @ w,
+       lambda g, out, x, w, b=None: _mT(_flat2(g)) @ _flat2(x),
+       lambda g, out, x, w, b=None: sum(g, axis=tuple(range(g.ndim - 1))))
+
+
+# -- Tensor operators and methods are these primitives --------------------------------------
+
+def _bind(prim: Primitive) -> Any:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return prim(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = prim.name
+    method.__doc__ = prim.forward.__doc__
+    return method
+
+
+def _reflected(prim: Primitive) -> Any:
+    def method(self: Tensor, other: Any) -> Tensor:
+        return prim(other, self)
+
+    return method
+
+
+def _compare(op: Any) -> Any:
+    def method(self: Tensor, other: Any) -> Tensor:
+        return Tensor(op(self.data, _raw(other)))
+
+    return method
+
+
+def _reshape_method(self: Tensor, *shape: Any) -> Tensor:
+    return reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+
+
+def _transpose_method(self: Tensor, *axes: Any) -> Tensor:
+    if not axes:
+        axes = tuple(reversed(range(self.ndim)))
+    elif len(axes) == 1 and not isinstance(axes[0], int):
+        axes = tuple(axes[0])
+    return permute_dims(self, axes)
+
+
+for _name, _prim in {
+    "__add__": add, "__sub__": sub, "__mul__": mul, "__truediv__": div, "__pow__": power,
+    "__matmul__": matmul, "__neg__": neg, "__getitem__": getitem, "sum": sum, "mean": mean,
+    "max": max, "exp": exp, "log": log, "sqrt": sqrt, "tanh": tanh, "sigmoid": sigmoid,
+    "relu": relu, "abs": abs, "clip": clip, "astype": astype, "logsumexp": logsumexp,
+    "log_softmax": log_softmax, "softmax": softmax, "broadcast_to": broadcast_to,
+}.items():
+    setattr(Tensor, _name, _bind(_prim))
+for _name, _prim in {"__radd__": add, "__rsub__": sub, "__rmul__": mul, "__rtruediv__": div,
+                     "__rpow__": power, "__rmatmul__": matmul}.items():
+    setattr(Tensor, _name, _reflected(_prim))
+for _name, _op in {"__lt__": operator.lt, "__le__": operator.le, "__gt__": operator.gt,
+                   "__ge__": operator.ge, "__eq__": operator.eq, "__ne__": operator.ne}.items():
+    setattr(Tensor, _name, _compare(_op))
+Tensor.__abs__ = _bind(abs)
+Tensor.reshape = _reshape_method
+Tensor.transpose = _transpose_method
+Tensor.T = property(lambda self: permute_dims(self, tuple(reversed(range(self.ndim)))))
+Tensor.mT = property(_mT)
