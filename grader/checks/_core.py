@@ -1,0 +1,245 @@
+"""Building blocks of hidden checks: safe calls, dtype-aware comparison, mistake diagnosis.
+
+A check compares the student's function with the reference on fresh random inputs and, at the
+first difference, says what is wrong without revealing expected values::
+
+    SPEC = specs(__name__)              # catalog entries from the .toml next to the module
+
+    @check
+    def check_square(square):
+        spec = SPEC["square"]
+        with guard(spec) as reference:  # course's own square() now refuses to run
+            for dtype in spec.dtypes:
+                x = rng("square", dtype).standard_normal((3, 5)).astype(dtype)
+                got = call(square, x, what="square(x)")
+                compare(got, reference(x), what="square(x)", tol=spec.tol(dtype),
+                        mistakes={"x + x: doubled instead of squared": x + x})
+
+Messages name the call, the shape/dtype problem or the first wrong index and the size of the
+error; when the answer equals a known wrong formula (``mistakes``), they name the mistake.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import traceback
+import types
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from grader.catalog import Exercise, load_module_specs
+from grader.checks import CheckFailed
+
+__all__ = [
+    "SHAPES", "DEFAULT_TOL", "specs", "rng", "call", "as_array", "compare", "diagnose",
+    "check_number", "guard", "resolve",
+]
+
+#: Shapes that catch hard-coded sizes, axis mix-ups and broadcasting by accident.
+SHAPES: tuple[tuple[int, ...], ...] = ((1,), (7,), (3, 5), (2, 3, 4))
+
+#: (rtol, atol) per dtype when the catalog entry gives none; float32 keeps ~6 digits.
+DEFAULT_TOL: dict[str, tuple[float, float]] = {
+    "float64": (1e-9, 1e-12),
+    "float32": (1e-4, 1e-6),
+}
+
+_GRADER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def specs(module_name: str) -> dict[str, Exercise]:
+    """Catalog entries of a check module (``grader/checks/<name>.toml``), keyed by exercise id."""
+    return load_module_specs(module_name)
+
+
+def rng(*key: object) -> np.random.Generator:
+    """A generator seeded from ``key``: the same inputs on every run, different per exercise."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _library_dirs() -> tuple[str, ...]:
+    dirs = {sys.prefix, sys.base_prefix, _GRADER_DIR}
+    course = sys.modules.get("course")
+    if course is not None and getattr(course, "__file__", None):
+        dirs.add(os.path.dirname(os.path.abspath(course.__file__)))
+    return tuple(os.path.join(d, "") for d in dirs)
+
+
+def _where(exc: BaseException) -> str:
+    """' (line 3: `return x / 0`)' for the innermost frame of the student's own code."""
+    library = _library_dirs()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not os.path.abspath(f.filename).startswith(library)]
+    if not frames or not frames[-1].line:
+        return ""
+    return f" (line {frames[-1].lineno}: `{frames[-1].line.strip()}`)"
+
+
+def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool = True,
+         **kwargs: Any) -> Any:
+    """Call the student's ``fn`` on copies of the array arguments and return its result.
+
+    Any exception becomes a :class:`CheckFailed` naming the call and the student's line; a
+    function that writes into its input arrays fails when ``inputs_unchanged``.
+    """
+    if not callable(fn):
+        raise CheckFailed(f"{what}: expected a function, got {type(fn).__name__}.")
+    copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    try:
+        out = fn(*copies, **kwargs)
+    except CheckFailed:
+        raise
+    except NotImplementedError:
+        raise CheckFailed(f"{what} is not implemented yet (it raised NotImplementedError).") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: the student's code must not end the kernel
+        raise CheckFailed(f"{what} raised {type(exc).__name__}: {exc}{_where(exc)}") from None
+    if inputs_unchanged:
+        for i, (a, c) in enumerate(zip(args, copies)):
+            if isinstance(a, np.ndarray) and not np.array_equal(a, c, equal_nan=True):
+                raise CheckFailed(f"{what} changed its argument {i + 1} in place; "
+                                  "compute a new array instead of writing into the input.")
+    return out
+
+
+def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None,
+             dtype: np.dtype | str | None = None) -> np.ndarray:
+    """``value`` as a plain ndarray after checking its type, shape and dtype.
+
+    Accepts ndarrays, NumPy scalars and Python numbers; anything else (lists, Tensors, objects
+    that claim to equal everything) fails with a message saying what to return.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (np.ndarray, np.generic, Real)):
+        hint = " (a Tensor: return its .data array)" if hasattr(value, "requires_grad") else ""
+        raise CheckFailed(f"{what} returned {type(value).__name__}{hint}; expected a NumPy array.")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise CheckFailed(f"{what} returned an array of dtype {arr.dtype}; expected numbers.")
+    if shape is not None and arr.shape != tuple(shape):
+        raise CheckFailed(f"{what} returned shape {arr.shape}; expected shape {tuple(shape)}.")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise CheckFailed(f"{what} returned dtype {arr.dtype} for {np.dtype(dtype)} inputs; keep "
+                          "the input's dtype (create new arrays with dtype=x.dtype).")
+    return arr
+
+
+def diagnose(student: np.ndarray, candidates: Mapping[str, Any] | None, *,
+             tol: tuple[float, float]) -> str | None:
+    """The name of the first known mistake whose output matches the student's, else None."""
+    for name, wrong in (candidates or {}).items():
+        wrong = np.asarray(wrong)
+        if wrong.shape == student.shape and np.allclose(student, wrong, rtol=tol[0], atol=tol[1],
+                                                        equal_nan=True):
+            return name
+    return None
+
+
+def compare(actual: Any, expected: np.ndarray, *, what: str, tol: tuple[float, float] | None = None,
+            mistakes: Mapping[str, Any] | None = None, check_dtype: bool = True) -> None:
+    """Fail unless ``actual`` matches ``expected`` within ``tol = (rtol, atol)``.
+
+    Entry i passes when ``|a_i - e_i| <= atol + rtol * |e_i|``; the default tolerance comes
+    from the expected dtype (:data:`DEFAULT_TOL`). The message gives the first wrong index and
+    the relative error there, and names a matching entry of ``mistakes``; never the expected
+    value itself.
+    """
+    expected = np.asarray(expected)
+    arr = as_array(actual, what=what, shape=expected.shape,
+                   dtype=expected.dtype if check_dtype else None)
+    rtol, atol = tol if tol is not None else DEFAULT_TOL.get(expected.dtype.name, DEFAULT_TOL["float64"])
+    a, e = arr.astype(np.float64), expected.astype(np.float64)
+    ok = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if ok.all():
+        return
+    bad = np.argwhere(~ok)
+    idx = tuple(int(i) for i in bad[0])
+    where = f"index {idx}" if idx else "the result"
+    if not np.isfinite(a[idx]):
+        detail = f"your value is {a[idx]}"
+    else:
+        rel = abs(a[idx] - e[idx]) / max(abs(e[idx]), atol, np.finfo(np.float64).tiny)
+        detail = f"relative error {rel:.2g}"
+    message = f"{what} is wrong at {len(bad)} of {ok.size} entries; first at {where} ({detail})."
+    mistake = diagnose(arr, mistakes, tol=(rtol, atol))
+    if mistake:
+        message += f" It matches a known mistake: {mistake}."
+    raise CheckFailed(message)
+
+
+def check_number(value: Any, expected: float, *, what: str, tol: tuple[float, float] = (1e-6, 0.0),
+                 mistakes: Mapping[str, float] | None = None) -> None:
+    """Fail unless ``value`` is a real number within ``tol = (rtol, atol)`` of ``expected``.
+
+    The message repeats the student's value and names a matching entry of ``mistakes``; it
+    gives no error size, which would reveal the answer.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise CheckFailed(f"{what} should be a number, not {type(value).__name__}.")
+    got = np.float64(value)
+    if np.isclose(got, expected, rtol=tol[0], atol=tol[1]):
+        return
+    message = f"{what} = {float(got)!r} is not correct."
+    mistake = diagnose(got, {k: np.float64(v) for k, v in (mistakes or {}).items()}, tol=tol)
+    if mistake:
+        message += f" It matches a known mistake: {mistake}."
+    raise CheckFailed(message)
+
+
+def resolve(dotted: str) -> Any:
+    """The object at a dotted path such as ``course.optim.adam_step`` (a module attribute chain)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ModuleNotFoundError(f"no module found for {dotted!r}")
+
+
+_BLOCKER_SOURCE = '''
+def blocked(*args, **kwargs):
+    raise __import__("grader.checks", fromlist=["CheckFailed"]).CheckFailed({message!r})
+'''
+
+
+@contextlib.contextmanager
+def guard(spec: Exercise) -> Iterator[Callable[..., Any]]:
+    """Make ``spec.replaces`` (the library's version of this exercise) refuse to run.
+
+    Inside the block the reference function's ``__code__`` raises :class:`CheckFailed`, so a
+    student function that merely delegates to it fails; the block receives an untouched copy
+    to compute expected values with. The code is restored on exit, also on failure.
+    """
+    if not spec.replaces:
+        raise ValueError(f"catalog entry {spec.key} names no 'replaces' function to guard")
+    target = resolve(spec.replaces)
+    target = getattr(target, "__func__", target)  # classmethods
+    if not isinstance(target, types.FunctionType):
+        raise TypeError(f"cannot guard {spec.replaces}: it is a {type(target).__name__}, not a "
+                        "Python function")
+    original = target.__code__
+    if original.co_freevars:
+        raise TypeError(f"cannot guard {spec.replaces}: it is a closure (a decorated function?); "
+                        "point 'replaces' at the undecorated function")
+    pristine = types.FunctionType(original, target.__globals__, target.__name__,
+                                  target.__defaults__, target.__closure__)
+    pristine.__kwdefaults__ = target.__kwdefaults__
+    message = (f"{spec.function} must be your own implementation: it called "
+               f"{spec.replaces}, the library's version of this exercise.")
+    namespace: dict[str, Any] = {}
+    exec(compile(_BLOCKER_SOURCE.format(message=message), "<hidden test>", "exec"), namespace)
+    target.__code__ = namespace["blocked"].__code__
+    try:
+        yield pristine
+    finally:
+        target.__code__ = original

@@ -1,0 +1,265 @@
+"""``python -m grader`` / ``deeptrain-grader``: the instructor's commands over the grading flow.
+
+    build      solutions/ -> notebooks/ (+ --verify, --student-edition DIR)
+    check      solutions score full marks, releases zero, catalog and notebooks agree
+    collect    a folder or LMS zip -> work/submitted/<student>/<assignment>/
+    autograde  grade submissions (scratch copy per submission, one writer to the gradebook)
+    feedback   HTML feedback without hidden tests
+    manual     template / import hand-graded scores (CSV)
+    export     LMS CSV keyed by a roster
+    report     per-exercise table and histogram
+    validate   run a notebook's visible tests (what a student sees)
+    catalog    every graded cell of the course
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from grader.config import Course, GraderError
+
+__all__ = ["main"]
+
+
+def _course(args: argparse.Namespace) -> Course:
+    return Course.at(args.root, args.work)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from grader.build import build, student_edition, verify_release
+
+    course = _course(args)
+    if args.verify:
+        problems = verify_release(course)
+        print("\n".join(problems) or "notebooks/ is up to date with solutions/")
+        return 1 if problems else 0
+    for path in build(course, args.assignments or None):
+        print(f"wrote {path.relative_to(course.root)}")
+    if args.student_edition:
+        dest = Path(args.student_edition).resolve()
+        stubbed = student_edition(course, dest, verify=False)  # just built
+        print(f"student edition in {dest}: notebooks/, course/ with {len(stubbed)} reference "
+              f"function(s) stubbed: {', '.join(ex.replaces for ex in stubbed) or 'none'}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from grader.check import check_course
+
+    problems = check_course(_course(args), args.assignments or None, timeout=args.timeout)
+    if problems:
+        print(f"\n{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+        return 1
+    print("check passed")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from grader.collect import collect
+
+    course = _course(args)
+    report = collect(course, Path(args.source), assignment=args.assignment,
+                     roster=Path(args.roster) if args.roster else None)
+    students = {s.student for s in report.collected}
+    print(f"collected {len(report.collected)} notebook(s) of {len(students)} student(s) into {course.submitted}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    for source, reason in report.unmatched:
+        print(f"  NOT COLLECTED: {source}: {reason}")
+    return 1 if report.unmatched else 0
+
+
+def cmd_autograde(args: argparse.Namespace) -> int:
+    from grader.grading import Result, autograde
+
+    course = _course(args)
+
+    def show(result: Result | None, student: str) -> None:
+        if result is None:
+            print(f"{student}: up to date (use --force to regrade)")
+        elif result.outcome != "graded":
+            print(f"{student}: ERROR {result.message.splitlines()[0]}")
+        else:
+            flags = "; ".join(f for nb in result.notebooks for f in nb.flags)
+            print(f"{student}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
+                  + (f"  [flagged: {flags}]" if flags else ""))
+
+    results = autograde(course, args.assignment, args.student or None, force=args.force,
+                        timeout=args.timeout, late_penalty=args.late_penalty, due=args.due,
+                        on_result=show)
+    errors = [r for r in results if r.outcome != "graded"]
+    print(f"summary: {course.summaries / (args.assignment + '.json')}")
+    return 1 if errors else 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from grader.feedback import generate_feedback
+
+    course = _course(args)
+    pages = generate_feedback(course, args.assignment, args.student or None)
+    print(f"{len(pages)} feedback page(s) in {course.feedback}, checked: no hidden tests, no grader paths")
+    return 0
+
+
+def cmd_manual(args: argparse.Namespace) -> int:
+    from grader.export import import_manual, manual_template
+
+    course = _course(args)
+    if args.action == "template":
+        out = Path(args.out or course.work / "manual" / f"{args.assignment}.csv")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = manual_template(course, args.assignment, out)
+        print(f"{n} answer(s) to grade by hand: fill in score (and comment) in {out}, then "
+              f"`python -m grader manual import {out}`")
+    else:
+        print(f"imported {import_manual(course, Path(args.csv))} manual score(s)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grader.export import export_grades
+
+    course = _course(args)
+    out = Path(args.out or course.work / "exports" / "grades.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = export_grades(course, Path(args.roster), out, args.assignment or None)
+    print(f"wrote {report.rows} row(s) to {out}")
+    if report.pending:
+        print(f"  warning: {len(report.pending)} submission(s) still have answers to grade by hand "
+              f"(counted as 0): {', '.join(report.pending)}")
+    if report.not_in_roster:
+        print(f"  warning: graded but not in the roster: {', '.join(report.not_in_roster)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from grader.report import report
+
+    course = _course(args)
+    png = Path(args.png) if args.png else course.reports / f"{args.assignment}.png"
+    print(report(course, args.assignment, png=png, students=args.students))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from grader.validate import validate
+
+    ok, text = validate(Path(args.notebook), root=_course(args).root, timeout=args.timeout)
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    catalog = _course(args).catalog()
+    exercises = [ex for ex in catalog.exercises if not args.assignment or ex.assignment == args.assignment]
+    if args.json:
+        print(json.dumps([asdict(ex) for ex in exercises], indent=1))
+        return 0
+    if not exercises:
+        print("the catalog is empty (grader/checks/*.toml)")
+    current = None
+    for ex in exercises:
+        if ex.assignment != current:
+            current = ex.assignment
+            total = sum(e.points for e in exercises if e.assignment == current)
+            print(f"{current} ({total:g} points)")
+        line = f"  {ex.notebook}/{ex.id}  [{ex.kind}, {ex.points:g} pt]  {ex.summary}"
+        if ex.kind == "function":
+            line += f"\n      {ex.signature}"
+            if ex.dtypes:
+                line += "\n      dtypes: " + ", ".join(f"{d} rtol={ex.tol(d)[0]:g} atol={ex.tol(d)[1]:g}"
+                                                   for d in ex.dtypes)
+            if ex.replaces:
+                line += f"\n      replaces {ex.replaces}"
+        if ex.variants:
+            line += "\n      accepts: " + "; ".join(ex.variants)
+        print(line)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=argparse.SUPPRESS,
+                        help="course root holding solutions/, notebooks/, course/, grader/ (default: the current folder if it has solutions/, else this checkout)")
+    common.add_argument("--work", default=argparse.SUPPRESS,
+                        help="working area for submissions, gradebook, feedback (default: ROOT/work)")
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("build", cmd_build, "generate notebooks/ from solutions/ and register assignments in the gradebook")
+    p.add_argument("assignments", nargs="*", help="assignment folders (default: all)")
+    p.add_argument("--verify", action="store_true", help="only compare notebooks/ with a fresh build; exit 1 if they differ")
+    p.add_argument("--student-edition", metavar="DIR", help="also write the student hand-out to the new folder DIR")
+
+    p = add("check", cmd_check, "solutions score full marks, untouched releases zero; catalog and notebooks agree")
+    p.add_argument("assignments", nargs="*", help="assignment folders (default: all)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
+
+    p = add("collect", cmd_collect, "copy submissions from a folder or LMS zip into WORK/submitted")
+    p.add_argument("source", help="folder or .zip")
+    p.add_argument("--assignment", help="assignment of flat files (default: from the notebook name)")
+    p.add_argument("--roster", help="CSV student_id,name,lms_id to map LMS names and ids to student ids")
+
+    p = add("autograde", cmd_autograde, "grade submissions: scratch copy per submission, one writer to the gradebook")
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--force", action="store_true", help="regrade submissions that are up to date")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
+    p.add_argument("--late-penalty", default="none", metavar="none|zero|FRACTION",
+                   help="late notebooks: no penalty, score 0, or lose FRACTION (e.g. 0.1) of the score per started day")
+    p.add_argument("--due", help="deadline, ISO 8601 (e.g. 2026-11-01T23:59:00+01:00); stored in the gradebook")
+
+    p = add("feedback", cmd_feedback, "write HTML feedback without hidden tests")
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", help="only this student (repeatable)")
+
+    p = add("manual", cmd_manual, "hand-graded scores: write a CSV to fill in, or import one")
+    msub = p.add_subparsers(dest="action", required=True)
+    t = msub.add_parser("template", parents=[common], help="CSV of the answers waiting for a hand grade")
+    t.add_argument("assignment")
+    t.add_argument("--out", help="CSV to write (default WORK/manual/ASSIGNMENT.csv)")
+    i = msub.add_parser("import", parents=[common], help="import student,assignment,notebook,grade_id,score[,comment]")
+    i.add_argument("csv")
+
+    p = add("export", cmd_export, "write the LMS grade CSV keyed by a roster")
+    p.add_argument("--roster", required=True, help="CSV student_id,name,lms_id")
+    p.add_argument("--out", help="CSV to write (default WORK/exports/grades.csv)")
+    p.add_argument("--assignment", action="append", help="only these assignments (repeatable; default all)")
+
+    p = add("report", cmd_report, "per-exercise score table and a histogram of totals")
+    p.add_argument("assignment")
+    p.add_argument("--png", help="histogram file (default WORK/reports/ASSIGNMENT.png)")
+    p.add_argument("--students", action="store_true", help="also list every student's total")
+
+    p = add("validate", cmd_validate, "run a notebook and show its failing visible tests")
+    p.add_argument("notebook")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
+
+    p = add("catalog", cmd_catalog, "list every graded cell: points, signatures, dtypes, tolerances")
+    p.add_argument("--assignment", help="only this assignment")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m grader`` and the ``deeptrain-grader`` script."""
+    args = _parser().parse_args(argv)
+    # nbgrader starts `alembic` and kernels through PATH: this interpreter's bin/ goes first.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    try:
+        return args.func(args)
+    except GraderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

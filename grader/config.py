@@ -1,0 +1,178 @@
+"""Where a course lives on disk, and the nbgrader configuration built from it.
+
+The repository is the nbgrader course directory: ``solutions/`` holds the source notebooks and
+``notebooks/`` the generated release. Everything produced while grading (submissions,
+autograded notebooks, feedback, the gradebook, summaries, reports) goes to a working area,
+``<root>/work`` by default (git-ignored), or any folder given as ``--work``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbgrader.api
+from nbgrader.plugins import LateSubmissionPlugin
+from sqlalchemy.exc import SAWarning
+from traitlets import Float
+from traitlets.config import Config
+
+from grader.catalog import Catalog, load_catalog
+
+__all__ = ["Course", "GraderError", "DailyPenalty", "nbgrader_config", "kernel_env", "environment",
+           "REPO_ROOT"]
+
+#: The checkout this package was imported from: the default course root.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def _alembic_head() -> str:
+    """The gradebook schema version, read in-process. nbgrader runs ``alembic heads`` in a
+    subprocess for every new gradebook (seconds each, and it needs alembic on PATH)."""
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    return ScriptDirectory(ALEMBIC_DIR).get_current_head()
+
+
+nbgrader.api.get_alembic_version = _alembic_head
+# nbgrader 0.9 with SQLAlchemy 2.1 warns on every submission it creates; the warning is harmless.
+warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
+
+
+class GraderError(RuntimeError):
+    """A grading step cannot go on; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Course:
+    """A course root (solutions/, notebooks/, course/, grader/) and its working area."""
+
+    root: Path
+    work: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str] | None = None,
+           work: str | os.PathLike[str] | None = None) -> Course:
+        """The course at ``root``, working area ``work`` (default ROOT/work). Without ``root``:
+        the current folder if it holds solutions/, else this checkout."""
+        if root is None:
+            root = Path.cwd() if (Path.cwd() / "solutions").is_dir() else REPO_ROOT
+        root_path = Path(root).resolve()
+        work_path = Path(work).resolve() if work is not None else root_path / "work"
+        return cls(root_path, work_path)
+
+    solutions = property(lambda self: self.root / "solutions")
+    notebooks = property(lambda self: self.root / "notebooks")
+    submitted = property(lambda self: self.work / "submitted")
+    autograded = property(lambda self: self.work / "autograded")
+    feedback = property(lambda self: self.work / "feedback")
+    summaries = property(lambda self: self.work / "summary")
+    reports = property(lambda self: self.work / "reports")
+    checks_dir = property(lambda self: self.root / "grader" / "checks")
+
+    @property
+    def db_url(self) -> str:
+        """The gradebook: SQLite in the working area."""
+        return f"sqlite:///{self.work / 'gradebook.db'}"
+
+    def assignments(self) -> list[str]:
+        """Assignment folders under solutions/ that hold at least one notebook."""
+        if not self.solutions.is_dir():
+            raise GraderError(f"{self.root} has no solutions/ folder; pass --root COURSE_ROOT "
+                              "(the folder holding solutions/, notebooks/, course/ and grader/)")
+        return sorted(p.name for p in self.solutions.iterdir()
+                      if p.is_dir() and any(p.glob("*.ipynb")))
+
+    def notebook_names(self, assignment: str) -> list[str]:
+        """Notebook names (no .ipynb) of an assignment, from its source folder."""
+        names = sorted(p.stem for p in (self.solutions / assignment).glob("*.ipynb"))
+        if not names:
+            raise GraderError(f"no notebooks in {self.solutions / assignment}; known assignments: "
+                              f"{', '.join(self.assignments()) or 'none'}")
+        return names
+
+    def catalog(self) -> Catalog:
+        """Catalog entries from this root's grader/checks/*.toml."""
+        return load_catalog([self.checks_dir])
+
+
+class DailyPenalty(LateSubmissionPlugin):
+    """Late penalty of ``fraction`` of the notebook's score per started day late.
+
+    penalty = min(score, score * fraction * ceil(seconds_late / 86400)).
+    """
+
+    fraction = Float(0.1, help="Share of the score lost per started day late.").tag(config=True)
+
+    def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float:
+        return min(score, score * self.fraction * math.ceil(total_seconds_late / 86400))
+
+
+def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "none") -> Config:
+    """nbgrader settings for ``course``.
+
+    ``late_penalty``: ``none``, ``zero`` (a late notebook scores 0) or a fraction such as
+    ``0.1`` (lose 10% of the score per started day late, :class:`DailyPenalty`). ``timeout``:
+    seconds one cell may run.
+    """
+    from grader.feedback import HideHiddenTests  # nbconvert-heavy; only graders need it
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    course.work.mkdir(parents=True, exist_ok=True)  # SQLite creates the gradebook, not its folder
+    c = Config()
+    c.CourseDirectory.root = str(course.root)
+    c.CourseDirectory.source_directory = "solutions"
+    c.CourseDirectory.release_directory = "notebooks"
+    c.CourseDirectory.submitted_directory = str(course.submitted)
+    c.CourseDirectory.autograded_directory = str(course.autograded)
+    c.CourseDirectory.feedback_directory = str(course.feedback)
+    c.CourseDirectory.solution_directory = str(course.work / "solution")
+    c.CourseDirectory.db_url = course.db_url
+    c.Execute.timeout = timeout
+    c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    if late_penalty in ("none", "zero"):
+        c.LateSubmissionPlugin.penalty_method = late_penalty
+    else:
+        try:
+            fraction = float(late_penalty)
+        except ValueError:
+            raise GraderError(f"late penalty {late_penalty!r}: use none, zero or a fraction per "
+                              "day such as 0.1") from None
+        if not 0 < fraction <= 1:
+            raise GraderError(f"late penalty {fraction} per day must lie in (0, 1]")
+        c.AssignLatePenalties.plugin_class = DailyPenalty
+        c.DailyPenalty.fraction = fraction
+    return c
+
+
+def kernel_env(root: Path) -> dict[str, str]:
+    """Environment for grading kernels: the course ``root`` first on PYTHONPATH (so ``course``
+    and ``grader.checks`` import from it), this interpreter's bin/ first on PATH (for
+    ``alembic`` and the ``python`` of the kernel spec)."""
+    env = dict(os.environ)
+    paths = [str(root)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return env
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """Run a block with ``os.environ`` replaced by ``env`` (kernels inherit it); restored after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,85 @@
+"""Running nbgrader's converters in-process, and small notebook helpers shared by the commands."""
+from __future__ import annotations
+
+import io
+import logging
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbgrader.converters.base import BaseConverter
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
+
+from grader.config import GraderError
+
+__all__ = ["run_converter", "read_notebook", "write_notebook", "hidden_test_lines",
+           "HIDDEN_BEGIN", "HIDDEN_END"]
+
+HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"  # nbgrader's delimiters (matched as substrings)
+HIDDEN_END = "END HIDDEN TESTS"
+
+
+def run_converter(converter: type[BaseConverter], config: Config, *, assignment: str,
+                  student: str = "*", notebook: str = "*", **attrs: Any) -> str:
+    """Run an nbgrader converter (GenerateAssignment, Autograde, GenerateFeedback...) and
+    return its log. ``attrs`` are set on the converter (e.g. ``force=True``).
+
+    The log goes to a private logger, not to stderr; when the converter fails, GraderError
+    carries the end of the log.
+    """
+    logger = logging.getLogger(f"grader.nbgrader.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger.addHandler(handler)
+    try:
+        coursedir = CourseDirectory(config=config, log=logger)
+        coursedir.assignment_id, coursedir.student_id, coursedir.notebook_id = assignment, student, notebook
+        app = converter(coursedir=coursedir, config=config, log=logger)
+        for name, value in attrs.items():
+            setattr(app, name, value)
+        try:
+            app.start()
+        except Exception as exc:
+            log = buffer.getvalue()
+            # nbgrader logs the real cause as a traceback and raises a generic exception
+            causes = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception): .*)$", log, re.MULTILINE)
+            cause = causes[-1] if causes else f"{type(exc).__name__}: {exc}"
+            tail = "\n".join(log.splitlines()[-25:])
+            raise GraderError(f"nbgrader {converter.__name__.lstrip('_')} failed for {assignment} "
+                              f"({student}): {cause}\n{tail}") from exc
+        return buffer.getvalue()
+    finally:
+        logger.removeHandler(handler)
+        logging.Logger.manager.loggerDict.pop(logger.name, None)
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook as nbformat v4."""
+    return nbformat.read(str(path), as_version=4)
+
+
+def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Write a notebook the way nbformat does (sorted keys, indent 1, final newline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+
+
+def hidden_test_lines(nb: nbformat.NotebookNode) -> list[str]:
+    """The non-blank lines inside hidden-test regions of a source notebook."""
+    lines: list[str] = []
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if HIDDEN_BEGIN in line:
+                inside = True
+            elif HIDDEN_END in line:
+                inside = False
+            elif inside and line.strip():
+                lines.append(line.strip())
+    return lines

@@ -1,0 +1,49 @@
+"""``validate``: run a student's notebook as nbgrader validate does and list the visible tests'
+messages, one line each, instead of full tracebacks."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from nbgrader.validator import Validator
+from traitlets.config import Config
+
+from grader.config import REPO_ROOT, environment, kernel_env
+
+__all__ = ["validate"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "failed"
+
+
+def validate(path: Path, *, root: Path = REPO_ROOT, timeout: int = 60) -> tuple[bool, str]:
+    """Execute ``path`` with ``root`` importable; (passed, report). The report names each
+    failing test cell by its first line and gives the error message it raised."""
+    if not path.is_file():
+        return False, f"{path}: no such notebook"
+    config = Config()
+    config.Execute.timeout = timeout
+    log = logging.getLogger("grader.validate")
+    log.setLevel(logging.ERROR)
+    validator = Validator(config=config, log=log)
+    with environment(kernel_env(root)):
+        results = validator.validate(str(path.resolve()))
+    if "type_changed" in results:
+        cells = ", ".join(f"{c['old_type']} -> {c['new_type']}" for c in results["type_changed"])
+        return False, f"{path.name}: cells changed type ({cells}); restore them from the release notebook"
+    if "changed" in results:
+        return False, (f"{path.name}: {len(results['changed'])} test cell(s) were edited; the grader "
+                       "restores them, so undo the edits (e.g. copy them from the release notebook)")
+    failed = results.get("failed", [])
+    if not failed:
+        return True, f"{path.name}: all visible tests pass"
+    lines = [f"{path.name}: {len(failed)} cell(s) fail"]
+    for cell in failed:
+        first = cell["source"].splitlines()[0] if cell["source"] else "(empty cell)"
+        lines.append(f"  - {first[:70]}\n      {_last_line(cell['raw_error'])}")
+    return False, "\n".join(lines)
