@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 demo: install
 	$(BIN)/python -m course.demo
 
+# One BLAS thread: on a small shared machine threaded BLAS makes small matmuls several times slower.
+test: export OMP_NUM_THREADS ?= 1
+test: export OPENBLAS_NUM_THREADS ?= 1
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
