@@ -152,17 +152,16 @@ def random(shape: tuple[int, ...], dtype: Any, generator: np.random.Generator) -
     if name == "cupy":
         import cupy
 
-        dev = _cupy_generators.get(id(generator))
-        if dev is None:
-            dev = _cupy_generators[id(generator)] = cupy.random.default_rng(
-                int(generator.integers(2**63))
-            )
+        host, dev = _cupy_generators.get(id(generator), (None, None))
+        if host is not generator:  # ids of dead generators are reused: check identity
+            dev = cupy.random.default_rng(int(generator.integers(2**63)))
+            _cupy_generators[id(generator)] = (generator, dev)
         return dev.random(shape, dtype=dtype)
     host = generator.random(shape)
     return xp.astype(asarray(host), dtype)
 
 
-_cupy_generators: dict[int, Any] = {}
+_cupy_generators: dict[int, tuple[np.random.Generator, Any]] = {}  # host generator kept: its id stays its own
 
 
 def register_kernel(op: str, backend: str) -> Callable[[Callable], Callable]:

@@ -250,7 +250,12 @@ defvjp(broadcast_to, lambda g, out, a, shape: unbroadcast(g, a.shape))
 
 
 def _key(key: Any) -> Any:
-    return tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
+    """Raw index arrays; a basic key gets a trailing ``...`` (the standard wants every axis covered)."""
+    key = tuple(_raw(k) for k in key) if isinstance(key, tuple) else _raw(key)
+    if _is_basic(key):
+        parts = key if isinstance(key, tuple) else (key,)
+        return parts if Ellipsis in parts else parts + (Ellipsis,)
+    return key
 
 
 def _is_basic(key: Any) -> bool:
@@ -284,14 +289,17 @@ def _one_hot_scatter(target: Any, key: Any, g: Any) -> Any:
     """Standard-only scatter-add for integer-array keys on the leading axes: a one-hot matmul."""
     xp = B.xp
     parts = key if isinstance(key, tuple) else (key,)
+    if len(parts) == 1 and parts[0].dtype == xp.bool:  # a mask: its True positions
+        parts = xp.nonzero(parts[0])
     lead = target.shape[: len(parts)]
-    flat = xp.zeros(parts[0].shape, dtype=xp.int64, device=g.device)
+    flat = 0
     for idx, n in zip(parts, lead):  # row-major linear index over the indexed axes
-        flat = flat * n + xp.astype(idx, xp.int64) % n
+        flat = flat * n + (idx if isinstance(idx, int) else xp.astype(idx, xp.int64)) % n
     size = math.prod(lead)
     rows = math.prod(flat.shape)
     hot = xp.astype(xp.reshape(flat, (rows, 1)) == xp.arange(size, device=g.device), g.dtype)
-    summed = xp.permute_dims(hot, (1, 0)) @ xp.reshape(g, (rows, -1))
+    trailing = math.prod(target.shape[len(parts):])  # explicit: -1 is ambiguous when rows == 0
+    summed = xp.permute_dims(hot, (1, 0)) @ xp.reshape(g, (rows, trailing))
     return target + xp.reshape(summed, tuple(target.shape))
 
 
@@ -305,16 +313,21 @@ def take(a, indices, axis=0):
     return B.xp.take(a, _raw(indices), axis=axis)
 
 
-def _take_vjp(g: Tensor, out: Tensor, a: Tensor, indices: Any, axis: int = 0) -> Tensor:
-    ax = axis % a.ndim
-    moved = swapaxes(g, 0, ax) if ax else g
-    shape = list(a.shape)
-    shape[0], shape[ax] = shape[ax], shape[0]
-    scattered = index_add(moved, _raw(indices), tuple(shape))
-    return swapaxes(scattered, 0, ax) if ax else scattered
+@primitive
+def take_add(g, indices, axis, shape):
+    """Zeros of ``shape`` with ``g`` added at ``indices`` along ``axis`` (repeats add up): take's VJP.
+
+    Its own VJP is ``take``, which the standard has; getitem with ``indices`` alone on a
+    multi-axis array is not standard, so index_add cannot serve here.
+    """
+    swap = list(range(len(shape)))
+    swap[0], swap[axis % len(shape)] = swap[axis % len(shape)], 0  # its own inverse
+    moved = index_add.forward(B.xp.permute_dims(g, tuple(swap)), indices, tuple(shape[i] for i in swap))
+    return B.xp.permute_dims(moved, tuple(swap))
 
 
-defvjp(take, _take_vjp)
+defvjp(take, lambda g, out, a, indices, axis=0: take_add(g, _raw(indices), axis, a.shape))
+defvjp(take_add, lambda g, out, g0, indices, axis, shape: take(g, indices, axis=axis))
 
 
 def _concat_forward(*arrays, axis=0):
