@@ -18,6 +18,8 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from . import backend as B
 
 __all__ = [
@@ -122,7 +124,9 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        self.data = B.asarray(data, dtype) if dtype is not None or not _is_array(data) else data
+        if dtype is not None or not _is_array(data) or (B.name != "numpy" and isinstance(data, np.ndarray)):
+            data = B.asarray(data, dtype)  # host data goes to the current backend's device
+        self.data = data
         self.grad: Tensor | None = None
         self.requires_grad = requires_grad
         self.op: Primitive | None = None
@@ -285,6 +289,7 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Tensor], create_graph: bo
     grads: dict[int, Tensor] = {}
     for r, s in zip(roots, seeds):
         grads[id(r)] = grads[id(r)] + s if id(r) in grads else s
+    handed: set[int] = set()  # gradients already given to a leaf: the next leaf gets a copy
     ctx = enable_grad() if create_graph else no_grad()
     with ctx:
         for node in _reverse_topological(roots):
@@ -297,13 +302,25 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Tensor], create_graph: bo
                     continue
             if node.op is None:
                 if capture is None and node.requires_grad:
-                    node.grad = g if node.grad is None else node.grad + g
+                    if node.grad is not None:
+                        node.grad = node.grad + g
+                    else:
+                        node.grad = g if create_graph or _owned(g, handed) else Tensor(B.xp.asarray(g.data, copy=True))
+                        handed.add(id(node.grad))
                 continue
             for i, arg in enumerate(node.args):
                 if isinstance(arg, Tensor) and arg.requires_grad:
                     ga = node.op.vjp(i, g, node)
                     key = id(arg)
                     grads[key] = grads[key] + ga if key in grads else ga
+
+
+def _owned(g: Tensor, handed: set[int]) -> bool:
+    """Whether ``g`` may become a leaf's ``.grad`` as is: no other leaf holds it and its array
+    is not a view (of another gradient, or a read-only broadcast), so in-place updates of one
+    leaf's gradient never show up in another's. Non-NumPy arrays are always copied."""
+    flags = getattr(g.data, "flags", None)
+    return id(g) not in handed and flags is not None and flags.owndata and flags.writeable
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],

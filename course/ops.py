@@ -87,7 +87,8 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 
 def _log_of(x: Any) -> Any:
-    return log(x) if isinstance(x, Tensor) else math.log(x)
+    """log of a power's base: a tensor, or a constant (nan for a base <= 0, as for tensors)."""
+    return log(x) if isinstance(x, Tensor) else (math.log(x) if x > 0 else math.nan)
 
 
 defvjp(add, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(g, b.shape))

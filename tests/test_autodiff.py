@@ -227,3 +227,21 @@ def test_strict_backend_runs_the_fallback_and_agrees_with_numpy():
     finally:
         course.use("numpy")
     np.testing.assert_array_equal(strict, fast)
+
+
+def test_leaf_gradients_never_alias():
+    """add hands the same upstream gradient to both arguments and sum's VJP is a read-only
+    broadcast view: leaves must still get gradients they can update in place."""
+    x = course.Tensor(np.ones(3), requires_grad=True)
+    y = course.Tensor(np.ones(3), requires_grad=True)
+    (x + y).sum().backward()
+    assert x.grad.data is not y.grad.data
+    x.grad.data *= 5.0  # must be writable and must not change y's gradient
+    np.testing.assert_array_equal(y.grad.numpy(), np.ones(3))
+
+
+def test_power_with_constant_nonpositive_base_gives_nan_gradient():
+    x = course.Tensor(np.array([0.5, 2.0]), requires_grad=True)
+    with np.errstate(invalid="ignore"):  # the forward (-2)**0.5 is nan too
+        ((-2.0) ** x).sum().backward()
+    assert np.isnan(x.grad.numpy()).all()
