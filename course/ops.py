@@ -198,7 +198,7 @@ defvjp(log, lambda g, out, a: g / a)
 defvjp(sqrt, lambda g, out, a: g / out * 0.5)
 defvjp(tanh, lambda g, out, a: g * (1 - out * out))
 defvjp(sigmoid, lambda g, out, a: g * out * (1 - out))
-defvjp(relu, lambda g, out, a: where(a.data > 0, g, 0.0))
+defvjp(relu, lambda g, out, a: g * B.xp.astype(a.data > 0, g.dtype))  # a 0/1 mask: much faster than where
 defvjp(leaky_relu, lambda g, out, a, negative_slope=0.01: where(a.data > 0, g, g * negative_slope))
 defvjp(abs, lambda g, out, a: g * B.xp.sign(a.data))
 defvjp(clip, lambda g, out, a, min=None, max=None: where(_inside(a.data, min, max), g, 0.0))

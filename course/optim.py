@@ -327,6 +327,36 @@ def _adam_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float,
         p -= tmp
 
 
+@B.register_kernel("sgd", "numpy")
+def _sgd_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, momentum: float,
+               dampening: float, nesterov: bool, weight_decay: float) -> None:
+    """:func:`sgd_step` in place with ``out=`` ufuncs, block by block (momentum buffer too)."""
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0 (as in PyTorch)")
+    first = bool(momentum) and "momentum_buffer" not in state
+    if first:
+        state["momentum_buffer"] = np.empty_like(param)
+    written = (param, state["momentum_buffer"]) if momentum else (param,)
+    for p, *rest in _blocks(written, grad):
+        g = rest[-1]
+        d = np.copy(g)  # an array even for 0-d parameters (ufuncs would return scalars)
+        if weight_decay:
+            d += weight_decay * p
+        if momentum:
+            b = rest[0]
+            if first:
+                b[...] = d
+            else:
+                b *= momentum
+                b += (1 - dampening) * d if dampening else d
+            if nesterov:
+                d += momentum * b
+            else:
+                d[...] = b
+        d *= lr
+        p -= d
+
+
 _cupy_kernels: dict[str, Any] = {}
 
 _CUPY_ADAM = """
