@@ -28,7 +28,7 @@ from .autodiff import Primitive, Tensor, defvjp, is_grad_enabled
 __all__ = [
     "batchnorm_forward", "batchnorm_backward", "update_running_stats", "batchnorm_inference",
     "fold_batchnorm", "batch_norm", "batch_norm_composite", "dropout_mask", "dropout",
-    "DROPOUT_MODES",
+    "DROPOUT_MODES", "l2_penalty",
 ]
 
 Array = Any
@@ -285,3 +285,12 @@ def _batchnorm_backward_numpy(dy, x, gamma, mean, var, eps):
     dx -= np.multiply(x, k * c, out=_scratch("x_kc", x.shape, x.dtype))
     dx += k * (mean * c - dbeta / n)
     return dx, dgamma, dbeta
+
+
+def l2_penalty(w: Array, lam: float) -> tuple[Array, Array]:
+    """The notes' L2 penalty and its gradient: (λ‖W‖², 2λW), ‖·‖ the Frobenius norm.
+
+    Convention: SGD's ``weight_decay`` λ' adds λ'·W to the gradient, the gradient of
+    (λ'/2)‖W‖²; so the notes' λ corresponds to ``weight_decay = 2λ``.
+    """
+    return lam * B.xp.sum(w * w), (2 * lam) * w

@@ -25,7 +25,7 @@ from .autodiff import Parameter, Tensor, no_grad
 
 __all__ = [
     "batches", "train_step", "fit", "evaluate", "accuracy", "History", "EarlyStopping",
-    "progress_enabled", "trajectory",
+    "early_stopping_epoch", "progress_enabled", "trajectory",
 ]
 
 Seed = int | np.random.Generator | None
@@ -252,6 +252,19 @@ class EarlyStopping:
         """Load the best weights seen back into ``model`` (when ``restore_best``)."""
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
+
+
+def early_stopping_epoch(val_losses: Sequence[float], patience: int) -> tuple[int | None, int | None]:
+    """(best epoch, epoch training stops at, or None) for a whole validation-loss curve.
+
+    Epochs count from 1. The rule of :class:`EarlyStopping` (lower is better, no
+    ``min_delta``): stop once ``patience`` epochs in a row bring no new best.
+    """
+    stopper = EarlyStopping(patience=patience, restore_best=False)
+    for epoch, value in enumerate(val_losses, start=1):
+        if stopper.step(value, None, epoch):
+            return stopper.best_epoch, epoch
+    return stopper.best_epoch, None
 
 
 def _snapshot(state: Mapping[str, Any]) -> dict[str, np.ndarray]:

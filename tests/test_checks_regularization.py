@@ -81,6 +81,8 @@ def _early_stopping_with_library(val_losses, patience):
         F.dropout(x, p, u, training=training, mode=mode)),
     (checks.check_dropout, _dropout_with_library_mask),
     (checks.check_early_stopping_epoch, _early_stopping_with_library),
+    (checks.check_early_stopping_epoch, lambda losses, patience: train.early_stopping_epoch(losses, patience)),
+    (checks.check_l2_penalty, lambda w, lam: F.l2_penalty(w, lam)),
 ])
 def test_delegating_to_the_library_fails(check, delegate):
     fails(check, delegate, "must be your own implementation")
@@ -337,3 +339,12 @@ def test_early_stopping_one_epoch_early_fails():
 def test_early_stopping_type_errors():
     fails(checks.check_early_stopping_epoch, lambda v, k: 3, "expected a pair")
     fails(checks.check_early_stopping_epoch, lambda v, k: (3.0, None), "expected an int")
+
+
+def test_a_copy_of_the_library_l2_penalty_earns_full_marks():
+    """The student edition stubs course.functional.l2_penalty; its code, written by a student,
+    is a correct answer (the guard refuses only calls to the library's function itself)."""
+    import types
+
+    fn = F.l2_penalty
+    checks.check_l2_penalty(types.FunctionType(fn.__code__, fn.__globals__, "l2_penalty"))

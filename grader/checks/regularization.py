@@ -46,7 +46,7 @@ SHAPE = (250, 400)  # 100,000 entries, rows != columns
 P_VALUES = (0.3, 0.8, 0.1)  # never 0.5: keep and drop probabilities must differ
 MODES = ("inverted", "scale_at_test")
 DROPOUT_LIBRARY = ("course.functional.dropout_mask", "course.functional.dropout")
-EARLY_STOPPING_LIBRARY = ("course.train.EarlyStopping.step",)
+EARLY_STOPPING_LIBRARY = ("course.train.early_stopping_epoch", "course.train.EarlyStopping.step")
 
 
 @contextmanager
@@ -313,6 +313,11 @@ _LAMBDAS = (0.37, 2e-3, 0.0)
 @check
 def check_l2_penalty(l2_penalty):
     spec = SPEC["l2_penalty"]
+    with C.guard(spec):
+        _check_l2_penalty(l2_penalty, spec)
+
+
+def _check_l2_penalty(l2_penalty: Callable[..., Any], spec: Any) -> None:
     for dtype in spec.dtypes:
         rtol, atol = spec.tol(dtype)
         for shape in sorted(C.SHAPES, key=len, reverse=True):  # (1,) last: there |w| = ||w||
