@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[test]"
 	@touch $@
 
+# The library trains a network; then the grader builds, grades three made-up students, reports.
 demo: install
 	$(BIN)/python -m course.demo
+	$(BIN)/python -m grader.demo
 
 # One BLAS thread: on a small shared machine threaded BLAS makes small matmuls several times slower.
 test: export OMP_NUM_THREADS ?= 1
