@@ -7,43 +7,16 @@ knows the mistake its message names it; a function that merely calls the library
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import course
 from course import functional as F
-from grader.checks import CheckFailed
+from _checks import fails, solution_namespace
 from grader.checks import batchnorm as checks
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "solutions" / "04_batchnorm" / "batchnorm.ipynb"
-
-
-def _solution_functions() -> dict:
-    """Run the solution cells (``*_impl``) of the source notebook into a namespace."""
-    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-    namespace: dict = {"np": np}
-    for cell in cells:
-        if cell["metadata"].get("nbgrader", {}).get("grade_id", "").endswith("_impl"):
-            exec("".join(cell["source"]), namespace)
-    return namespace
-
-
-SOL = _solution_functions()
-
-
-def fails(check, answer, *needles: str) -> str:
-    """The check rejects ``answer``; its message contains every needle (case-insensitive)."""
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    assert "could not evaluate" not in message, f"the check itself crashed: {message}"
-    for needle in needles:
-        assert needle.lower() in message.lower(), f"{needle!r} not in: {message}"
-    return message
+SOL = solution_namespace("04_batchnorm", "batchnorm")
 
 
 # -- the solution passes; the library's own functions are refused -----------------------------------
@@ -55,11 +28,7 @@ def test_solution_passes(name):
 
 
 def test_solution_numbers_pass():
-    ns: dict = {"np": np}
-    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-    for cell in cells:
-        if cell["metadata"].get("nbgrader", {}).get("grade_id", "").endswith("_answer"):
-            exec("".join(cell["source"]), ns)
+    ns = solution_namespace("04_batchnorm", "batchnorm", suffix="_answer")
     assert checks.check_slip_std(ns["answer_slip_std"]) is None
     assert checks.check_running_var(ns["answer_running_var"]) is None
 

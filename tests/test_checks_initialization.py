@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import course.init as I
-from grader.checks import CheckFailed
+from _checks import fails
 from grader.checks import initialization as chk
 
 
@@ -25,14 +25,6 @@ def unguarded(fn):
     return copy
 
 
-def fails(check, answer, *needles):
-    """The check rejects ``answer``; its message contains every needle (case-insensitive)."""
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value).lower()
-    for needle in needles:
-        assert needle.lower() in message, f"{needle!r} not in: {info.value}"
-    return message
 
 
 # -- building blocks of the students' answers ---------------------------------------------------

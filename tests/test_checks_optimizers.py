@@ -7,43 +7,16 @@ function that merely calls the library's reference fails.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from course import optim, schedules
-from grader.checks import CheckFailed
+from _checks import fails, solution_namespace
 from grader.checks import optimizers as checks
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "solutions" / "02_optimizers" / "optimizers.ipynb"
-
-
-def _solution_functions() -> dict:
-    """Run the solution cells (``*_impl``) of the source notebook into a namespace."""
-    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-    namespace: dict = {"np": np}
-    for cell in cells:
-        if cell["metadata"].get("nbgrader", {}).get("grade_id", "").endswith("_impl"):
-            exec("".join(cell["source"]), namespace)
-    return namespace
-
-
-SOL = _solution_functions()
-
-
-def fails(check, answer, *needles: str) -> str:
-    """The check rejects ``answer``; its message contains every needle (case-insensitive)."""
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    assert "could not evaluate" not in message, f"the check itself crashed: {message}"
-    for needle in needles:
-        assert needle.lower() in message.lower(), f"{needle!r} not in: {message}"
-    return message
+SOL = solution_namespace("02_optimizers", "optimizers")
 
 
 # -- the solution passes; the library's own function is refused -------------------------------------

@@ -7,47 +7,20 @@ the library's version fails.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from course import functional as F
 from course import train
-from grader.checks import CheckFailed
+from _checks import fails, solution_cells, solution_namespace
 from grader.checks import regularization as checks
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "solutions" / "05_regularization" / "regularization.ipynb"
+SOL = solution_namespace("05_regularization", "regularization")
+SOL["_dropout_source"] = solution_cells("05_regularization", "regularization")["dropout_impl"]
 
 
-def _solution_functions() -> dict:
-    """Run the solution cells (``*_impl``) of the source notebook into a namespace."""
-    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-    namespace: dict = {"np": np, "math": math}
-    for cell in cells:
-        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id", "")
-        if grade_id.endswith("_impl"):
-            exec("".join(cell["source"]), namespace)
-        if grade_id == "dropout_impl":
-            namespace["_dropout_source"] = "".join(cell["source"])
-    return namespace
-
-
-SOL = _solution_functions()
-
-
-def fails(check, answer, *needles: str) -> str:
-    """The check rejects ``answer``; its message contains every needle (case-insensitive)."""
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    assert "could not evaluate" not in message, f"the check itself crashed: {message}"
-    for needle in needles:
-        assert needle.lower() in message.lower(), f"{needle!r} not in: {message}"
-    return message
 
 
 # -- the solution passes; the library's own functions are refused --------------------------------
