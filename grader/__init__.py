@@ -9,7 +9,8 @@ Data flow::
       -> collect                     folder / LMS zip, names normalised, timestamps kept
     work/submitted/<student>/<asg>/
       -> autograde                   grade_submission(job) in a scratch course per submission
-                                     (pure, parallelisable), then record(result): one writer
+                                     (here, in worker processes or on Dask), then
+                                     record(result): one writer, with an audit trail
     work/gradebook.db, work/autograded/, work/summary/<asg>.json
       -> manual import               hand-graded written answers (or formgrader)
       -> feedback / export / report  HTML without hidden tests, LMS CSV, score table + histogram
@@ -32,8 +33,8 @@ from typing import Any
 _PUBLIC = {
     "Course": "config", "GraderError": "config", "nbgrader_config": "config",
     "build": "build", "student_edition": "build", "check_course": "check", "collect": "collect",
-    "Job": "grading", "Result": "grading", "grade_submission": "grading", "record": "grading",
-    "autograde": "grading", "generate_feedback": "feedback", "export_grades": "export",
+    "Job": "grading", "Result": "grading", "grade_submission": "grading", "record": "audit",
+    "autograde": "scheduler", "generate_feedback": "feedback", "export_grades": "export",
     "import_manual": "export", "report": "report", "validate": "validate",
     "load_catalog": "catalog", "main": "cli",
 }

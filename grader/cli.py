@@ -3,7 +3,8 @@
     build      solutions/ -> notebooks/ (+ --verify, --student-edition DIR)
     check      solutions score full marks, releases zero, catalog and notebooks agree
     collect    a folder or LMS zip -> work/submitted/<student>/<assignment>/
-    autograde  grade submissions (scratch copy per submission, one writer to the gradebook)
+    autograde  grade submissions (scratch copy per submission, --workers N or --scheduler ADDRESS
+               to grade in parallel, one writer to the gradebook, resumable, --regrade)
     feedback   HTML feedback without hidden tests
     manual     template / import hand-graded scores (CSV)
     export     LMS CSV keyed by a roster
@@ -17,16 +18,21 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grader.config import Course, GraderError
+from grader.config import DB_ENV, Course, GraderError
+
+if TYPE_CHECKING:
+    from grader.grading import Result
 
 __all__ = ["main"]
 
 
 def _course(args: argparse.Namespace) -> Course:
-    return Course.at(args.root, args.work)
+    return Course.at(args.root, args.work, args.db)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -74,26 +80,45 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    from grader.grading import Result, autograde
+    from grader.scheduler import autograde
 
     course = _course(args)
+    counts = {"up to date": 0}
 
     def show(result: Result | None, student: str) -> None:
         if result is None:
-            print(f"{student}: up to date (use --force to regrade)")
-        elif result.outcome != "graded":
-            print(f"{student}: ERROR {result.message.splitlines()[0]}")
+            counts["up to date"] += 1
+            return
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        if result.outcome != "graded":
+            print(f"{student}: {result.outcome.upper()} {(result.message or '').splitlines()[0]}", flush=True)
+            return
+        flags = "; ".join(f for nb in result.notebooks for f in nb.flags)
+        if args.exercise:
+            cells = [nb.cells[args.exercise] for nb in result.notebooks if args.exercise in nb.cells]
+            what = "; ".join(f"{args.exercise} {c['auto_score'] or 0:g}/{c['max_score']:g}" for c in cells)
         else:
-            flags = "; ".join(f for nb in result.notebooks for f in nb.flags)
-            print(f"{student}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
-                  + (f"  [flagged: {flags}]" if flags else ""))
+            what = f"{result.score:g}/{result.max_score:g}"
+        print(f"{student}: {what} in {result.seconds:.1f} s" + (f"  [flagged: {flags}]" if flags else ""),
+              flush=True)  # printed once recorded: a line here is a grade that survives a kill
 
-    results = autograde(course, args.assignment, args.student or None, force=args.force,
-                        timeout=args.timeout, late_penalty=args.late_penalty, due=args.due,
-                        on_result=show)
-    errors = [r for r in results if r.outcome != "graded"]
+    start = time.perf_counter()
+    try:
+        results = autograde(course, args.assignment, args.student or None, regrade=args.regrade,
+                            exercise=args.exercise, workers=args.workers, scheduler=args.scheduler,
+                            timeout=args.timeout, late_penalty=args.late_penalty, due=args.due,
+                            on_result=show)
+    except KeyboardInterrupt:
+        print(f"interrupted: every result printed above is recorded; run the same command again to "
+              f"grade the rest ({course.summaries / (args.assignment + '.json')})", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - start
+    where = f"Dask at {args.scheduler}" if args.scheduler else f"{args.workers} worker(s)"
+    rate = f", {60 * len(results) / seconds:.1f} per minute" if results else ""
+    print(f"{len(results)} submission(s) graded in {seconds:.1f} s with {where}{rate}; "
+          + ", ".join(f"{n} {k}" for k, n in counts.items()))
     print(f"summary: {course.summaries / (args.assignment + '.json')}")
-    return 1 if errors else 0
+    return 1 if any(r.outcome != "graded" for r in results) else 0
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -187,10 +212,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="course root holding solutions/, notebooks/, course/, grader/ (default: the current folder if it has solutions/, else this checkout)")
     common.add_argument("--work", default=argparse.SUPPRESS,
                         help="working area for submissions, gradebook, feedback (default: ROOT/work)")
+    common.add_argument("--db", default=argparse.SUPPRESS, metavar="URL",
+                        help=f"gradebook database, e.g. postgresql://user:password@host/dbname (default: ${DB_ENV}, "
+                             "else WORK/gradebook.db); PostgreSQL needs the cluster extra")
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
@@ -212,10 +241,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", help="assignment of flat files (default: from the notebook name)")
     p.add_argument("--roster", help="CSV student_id,name,lms_id to map LMS names and ids to student ids")
 
-    p = add("autograde", cmd_autograde, "grade submissions: scratch copy per submission, one writer to the gradebook")
+    p = add("autograde", cmd_autograde, "grade submissions: scratch copy per submission, here, in --workers "
+            "processes or on a Dask --scheduler; one writer to the gradebook; resumes where a killed run stopped")
     p.add_argument("assignment")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    p.add_argument("--force", action="store_true", help="regrade submissions that are up to date")
+    p.add_argument("--regrade", "--force", action="store_true",
+                   help="grade again submissions that are up to date (same file, checks and settings)")
+    p.add_argument("--exercise", metavar="GRADE_ID",
+                   help="regrade every submission but record only this exercise (after fixing its check)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="grade N submissions at a time in worker processes (default 1: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786); needs the cluster extra")
     p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
     p.add_argument("--late-penalty", default="none", metavar="none|zero|FRACTION",
                    help="late notebooks: no penalty, score 0, or lose FRACTION (e.g. 0.1) of the score per started day")

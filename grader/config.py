@@ -26,10 +26,12 @@ from traitlets.config import Config
 from grader.catalog import Catalog, load_catalog
 
 __all__ = ["Course", "GraderError", "DailyPenalty", "nbgrader_config", "kernel_env", "environment",
-           "REPO_ROOT"]
+           "REPO_ROOT", "DB_ENV", "BLAS_THREAD_VARS"]
 
 #: The checkout this package was imported from: the default course root.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Environment variable naming the gradebook URL when ``--db`` is not given.
+DB_ENV = "GRADER_DB_URL"
 
 
 @functools.cache
@@ -57,17 +59,19 @@ class Course:
 
     root: Path
     work: Path
+    db: str | None = None    # gradebook URL; None: SQLite in the working area
 
     @classmethod
     def at(cls, root: str | os.PathLike[str] | None = None,
-           work: str | os.PathLike[str] | None = None) -> Course:
-        """The course at ``root``, working area ``work`` (default ROOT/work). Without ``root``:
-        the current folder if it holds solutions/, else this checkout."""
+           work: str | os.PathLike[str] | None = None, db: str | None = None) -> Course:
+        """The course at ``root``, working area ``work`` (default ROOT/work), gradebook ``db``
+        (default: $GRADER_DB_URL, else SQLite in the working area). Without ``root``: the
+        current folder if it holds solutions/, else this checkout."""
         if root is None:
             root = Path.cwd() if (Path.cwd() / "solutions").is_dir() else REPO_ROOT
         root_path = Path(root).resolve()
         work_path = Path(work).resolve() if work is not None else root_path / "work"
-        return cls(root_path, work_path)
+        return cls(root_path, work_path, db or os.environ.get(DB_ENV) or None)
 
     solutions = property(lambda self: self.root / "solutions")
     notebooks = property(lambda self: self.root / "notebooks")
@@ -80,8 +84,9 @@ class Course:
 
     @property
     def db_url(self) -> str:
-        """The gradebook: SQLite in the working area."""
-        return f"sqlite:///{self.work / 'gradebook.db'}"
+        """The gradebook: ``db`` (any SQLAlchemy URL nbgrader accepts, e.g.
+        postgresql://user@host/db), else SQLite in the working area."""
+        return self.db or f"sqlite:///{self.work / 'gradebook.db'}"
 
     def assignments(self) -> list[str]:
         """Assignment folders under solutions/ that hold at least one notebook."""
@@ -137,6 +142,10 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     c.CourseDirectory.feedback_directory = str(course.feedback)
     c.CourseDirectory.solution_directory = str(course.work / "solution")
     c.CourseDirectory.db_url = course.db_url
+    # nbgrader's converters default to course "" and then never create the course row its
+    # assignments point to (SQLite ignores the broken foreign key, PostgreSQL refuses it); use
+    # the course that nbgrader.api.Gradebook, and so the rest of this package, uses.
+    c.CourseDirectory.course_id = "default_course"
     c.Execute.timeout = timeout
     c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
     if late_penalty in ("none", "zero"):
@@ -154,11 +163,19 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     return c
 
 
+#: Thread-pool sizes of BLAS/OpenMP libraries, read when a kernel loads them.
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 def kernel_env(root: Path) -> dict[str, str]:
     """Environment for grading kernels: the course ``root`` first on PYTHONPATH (so ``course``
     and ``grader.checks`` import from it), this interpreter's bin/ first on PATH (for
-    ``alembic`` and the ``python`` of the kernel spec)."""
+    ``alembic`` and the ``python`` of the kernel spec), and one BLAS/OpenMP thread per
+    kernel: with N kernels grading side by side on N cores, threaded BLAS would oversubscribe
+    them, and graded arrays are small."""
     env = dict(os.environ)
+    env.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))
     paths = [str(root)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])

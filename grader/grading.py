@@ -5,36 +5,41 @@
   nbgrader's autograde there, and returns plain data: scores, comments, flags, times and the
   autograded notebooks' bytes. It touches nothing outside its scratch folder, so a process pool
   or a Dask worker can run it; jobs and results pickle.
-- :func:`record` is the single writer: it merges a result into the main gradebook, writes the
-  autograded notebooks to ``work/autograded/`` and the entry of ``work/summary/<asg>.json``.
-  Call it from one process only (SQLite allows one writer).
+- :func:`grader.audit.record` is the single writer: it merges a result into the main
+  gradebook, ``work/autograded/`` and the audit tables; :func:`grader.scheduler.autograde`
+  decides what needs grading, runs the jobs (here, in worker processes or on Dask) and
+  records the results from one process.
 
 The template holds no other student's data, so student code never sees classmates' grades.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde
-from nbgrader.utils import find_all_files, parse_utc
+from nbgrader.preprocessors import Execute
+from nbgrader.utils import find_all_files
 
-from grader.config import Course, GraderError, environment, kernel_env, nbgrader_config
-from grader.nb import HIDDEN_BEGIN, run_converter
+from grader.config import BLAS_THREAD_VARS, Course, GraderError, nbgrader_config
+from grader.execute import Context, NotebookRun, SandboxExecute
+from grader.nb import run_converter
+from grader.preflight import Prepared, TemplateNotebook, load_template, prepare
+from grader.replay import expected_checks, judge, rerun
+from grader.sandbox import Limits, isolation
 
-__all__ = ["Job", "Result", "NotebookResult", "grade_submission", "record", "autograde",
-           "make_template", "checks_version", "make_job", "load_summary", "assignment_files"]
+__all__ = ["Job", "Result", "NotebookResult", "grade_submission", "make_template", "checks_version",
+           "make_job", "assignment_files"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Job:
     late_penalty: str = "none"           # see grader.config.nbgrader_config
     checks_version: str = ""
     settings: str = ""                   # grading settings (penalty, timeout, due date) as text
+    limits: dict[str, float] = field(default_factory=dict)  # grader.sandbox.Limits overrides
 
     @property
     def sha256(self) -> str:
@@ -66,10 +72,12 @@ class Job:
 @dataclass
 class NotebookResult:
     """Grades of one notebook. ``cells`` maps grade_id -> auto_score (None: graded by hand),
-    max_score, needs_manual_grade; ``score`` sums the auto scores, ``max_score`` all cells."""
+    max_score, needs_manual_grade; ``score`` sums the auto scores, ``max_score`` all cells.
+    ``flags`` ask for an instructor's review ("<grade_id>: why" for a cell); ``message`` says
+    what happened to the notebook (repairs, limits hit)."""
 
     name: str
-    outcome: str                          # graded | missing
+    outcome: str                          # graded | missing | unreadable | kernel died | time limit | error
     seconds: float
     score: float
     max_score: float
@@ -78,6 +86,7 @@ class NotebookResult:
     late_penalty: float | None
     flags: list[str]
     autograded: bytes | None = None
+    message: str = ""
 
 
 @dataclass
@@ -95,6 +104,8 @@ class Result:
     message: str = ""
     notebooks: list[NotebookResult] = field(default_factory=list)
     log: str = ""
+    flags: list[str] = field(default_factory=list)   # every notebook's flags, "<notebook>: <flag>"
+    isolation: str = ""                               # grader.sandbox mode the kernels ran in
 
     @property
     def score(self) -> float:
@@ -119,11 +130,19 @@ class _TimedAutograde(Autograde):
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def checks_version(course: Course) -> str:
-    """Hash of every file under grader/checks: which checks produced a grade."""
+def checks_version(course: Course, assignment: str | None = None) -> str:
+    """Hash of the files under grader/checks: which checks produced a grade. With
+    ``assignment``, another assignment's module (the .py and .toml whose catalog names that
+    assignment) is left out, so fixing one assignment's checks leaves the others up to date."""
+    others = set()
+    if assignment is not None:
+        for toml in course.checks_dir.glob("*.toml"):
+            if tomllib.loads(toml.read_text(encoding="utf-8")).get("assignment") != assignment:
+                others.add(toml.stem)
     h = hashlib.sha256()
     for path in sorted(course.checks_dir.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".toml"):
+        if path.is_file() and path.suffix in (".py", ".toml") and not (
+                path.parent == course.checks_dir and path.stem in others):
             h.update(str(path.relative_to(course.checks_dir)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -154,137 +173,202 @@ def make_template(db_url: str, assignment: str) -> bytes:
         return path.read_bytes()
 
 
-def _flags(nb: nbformat.NotebookNode) -> list[str]:
-    """Reasons for an instructor to look at a graded notebook: stderr output or timeouts in
-    test cells (nbgrader scores both as failures), and hidden checks that could not run."""
-    flags = []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade"):
-            continue
-        gid = meta["grade_id"]
-        for out in cell.get("outputs", []):
-            if out.output_type == "stream" and out.name == "stderr":
-                flags.append(f"{gid}: wrote to stderr")
-            elif out.output_type == "error" and out.ename == "CellTimeoutError":
-                flags.append(f"{gid}: timed out")
-            elif out.output_type == "error" and HIDDEN_BEGIN in cell.source and (
-                    "hidden test could not evaluate" in out.evalue
-                    or (out.ename in ("ImportError", "ModuleNotFoundError") and "grader" in out.evalue)):
-                flags.append(f"{gid}: hidden check error: {out.ename}: {out.evalue}")
-    return sorted(set(flags))
-
-
 def grade_submission(job: Job) -> Result:
-    """Autograde one submission in a scratch course and return its grades as plain data."""
+    """Autograde one submission in a scratch course and return its grades as plain data.
+
+    1. :func:`grader.preflight.prepare` matches the submitted files to the assignment's
+       notebooks and repairs them (unreadable, missing, renamed, stripped, reordered...);
+    2. nbgrader's autograde runs each notebook in its own sandboxed kernel
+       (:class:`grader.execute.SandboxExecute`, limits of :class:`grader.sandbox.Limits`);
+    3. the hidden checks' records are re-run in a clean process and decide which cells keep
+       nbgrader's score (:mod:`grader.replay`); tampering scores 0 and is flagged.
+
+    Outcome ``graded`` whenever the submission could be looked at (each notebook has its own
+    outcome); ``error`` only when the grader itself could not run (bad limits, no gradebook).
+    """
     start = time.perf_counter()
+    base = dict(assignment=job.assignment, student=job.student, sha256=job.sha256,
+                checks_version=job.checks_version, settings=job.settings, timestamp=job.timestamp)
     scratch = Path(tempfile.mkdtemp(prefix="grader-job-"))
     try:
-        (scratch / "gradebook.db").write_bytes(job.template_db)
-        source = scratch / "solutions" / job.assignment
-        source.mkdir(parents=True)
-        for rel, data in job.extra_files.items():
-            (source / rel).parent.mkdir(parents=True, exist_ok=True)
-            (source / rel).write_bytes(data)
-        submitted = scratch / "submitted" / job.student / job.assignment
-        submitted.mkdir(parents=True)
-        for name, data in job.notebooks.items():
-            (submitted / f"{name}.ipynb").write_bytes(data)
-        if job.timestamp:
-            (submitted / "timestamp.txt").write_text(job.timestamp)
-        config = nbgrader_config(Course(scratch, scratch), timeout=job.timeout, late_penalty=job.late_penalty)
-        seconds: dict[str, float] = {}
-        base = dict(assignment=job.assignment, student=job.student, sha256=job.sha256,
-                    checks_version=job.checks_version, settings=job.settings, timestamp=job.timestamp)
         try:
-            with environment(kernel_env(Path(job.course_root))):
-                log = run_converter(_TimedAutograde, config, assignment=job.assignment,
-                                    student=job.student, force=True, create_student=True,
-                                    seconds=seconds)
-        except GraderError as exc:
+            limits = Limits.for_job(job.timeout, job.limits)
+            mode = isolation()
+            db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+            (scratch / "gradebook.db").write_bytes(job.template_db)
+            template = load_template(db_url, job.assignment)
+        except (ValueError, MissingEntry) as exc:
             return Result(outcome="error", seconds=time.perf_counter() - start, message=str(exc), **base)
-        notebooks = _read_grades(scratch, job, seconds)
-        return Result(outcome="graded", seconds=time.perf_counter() - start, notebooks=notebooks,
-                      log=log, **base)
+        prepared = prepare(job.notebooks, template)
+        _write_course(scratch, job, prepared, mode)
+        runs: dict[str, NotebookRun] = {}
+        seconds: dict[str, float] = {}
+        log = _autograde(scratch, job, prepared, template, mode, limits, runs, seconds)
+        notebooks = _results(scratch, job, prepared, template, runs, seconds, limits)
+        flags = [f"{nb.name}: {flag}" for nb in notebooks for flag in nb.flags]
+        message = "; ".join(prepared.messages + [f"{nb.name}: {nb.message}" for nb in notebooks if nb.message])
+        return Result(outcome="graded", seconds=time.perf_counter() - start, notebooks=notebooks, log=log,
+                      message=message, flags=flags, isolation=mode, **base)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _read_grades(scratch: Path, job: Job, seconds: dict[str, float]) -> list[NotebookResult]:
-    results = []
+def _write_course(scratch: Path, job: Job, prepared: Prepared, mode: str) -> None:
+    """The scratch course: template gradebook, the assignment's files, the prepared notebooks.
+    With a sandbox uid, everything but the kernels' own folders is closed to it."""
+    source = scratch / "solutions" / job.assignment
+    source.mkdir(parents=True)
+    for rel, data in job.extra_files.items():
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_bytes(data)
+    submitted = scratch / "submitted" / job.student / job.assignment
+    submitted.mkdir(parents=True)
+    for name, verdict in prepared.notebooks.items():
+        if verdict.data is not None:
+            (submitted / f"{name}.ipynb").write_bytes(verdict.data)
+    if job.timestamp:
+        (submitted / "timestamp.txt").write_text(job.timestamp)
+    (scratch / "autograded").mkdir()
+    if mode == "uid":
+        for entry in scratch.iterdir():
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+        os.chmod(scratch, 0o711)
+
+
+def _autograde(scratch: Path, job: Job, prepared: Prepared, template: dict[str, TemplateNotebook],
+               mode: str, limits: Limits, runs: dict[str, NotebookRun], seconds: dict[str, float]) -> str:
+    """nbgrader autograde, one notebook at a time (a failure stays that notebook's); returns the log."""
+    modules = sorted({name.split(".")[2] for nb in template.values() for cell in nb.cells if cell.grade
+                      for name in expected_checks(cell.source)})
+    config = nbgrader_config(Course(scratch, scratch), timeout=int(limits.cell_seconds),
+                             late_penalty=job.late_penalty)
+    context = Context(scratch=scratch, course_root=Path(job.course_root), assignment=job.assignment, mode=mode,
+                      limits=limits, files=dict(job.extra_files), env={"GRADER_CHECK_MODULES": ",".join(modules)})
+    executor = SandboxExecute.bound(context, runs)
+    config.Autograde.autograde_preprocessors = [
+        executor if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+    config.OverwriteCells.add_missing_cells = True
+    logs = []
+    for name, verdict in prepared.notebooks.items():
+        if verdict.data is None:
+            continue
+        try:
+            logs.append(run_converter(_TimedAutograde, config, assignment=job.assignment, student=job.student,
+                                      notebook=name, force=True, create_student=True, seconds=seconds))
+        except GraderError as exc:
+            verdict.outcome = "error"
+            reason = str(exc).splitlines()[0]
+            verdict.messages.append(f"nbgrader could not grade it: {reason}")
+            verdict.flags.append(f"could not be graded: {reason}")
+            logs.append(str(exc))
+    return "\n".join(logs)
+
+
+def _replay_env(course_root: str) -> dict[str, str]:
+    env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/bin", "/bin"]),
+           "PYTHONPATH": course_root, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
+    env.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))
+    return env
+
+
+def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, TemplateNotebook],
+             runs: dict[str, NotebookRun], seconds: dict[str, float], limits: Limits) -> list[NotebookResult]:
+    """One result per notebook of the assignment: nbgrader's grades, kept only where the clean
+    re-run of the hidden checks confirms them."""
+    replayable = [(name, gid, i, rec) for name, run in runs.items() for gid, cell in run.cells.items()
+                  for i, rec in enumerate(cell.records) if rec.header.get("mode") == "replay"]
+    verdicts = rerun([rec for *_, rec in replayable], Path(job.course_root), env=_replay_env(job.course_root),
+                     timeout=limits.notebook_seconds * max(1, len(runs)), scratch=scratch)
+    by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for (name, gid, i, _), verdict in zip(replayable, verdicts):
+        by_cell.setdefault((name, gid), {})[i] = verdict
+    graded = _gradebook_cells(scratch, job)
     out_dir = scratch / "autograded" / job.student / job.assignment
+    results = []
+    for name, tmpl in sorted(template.items()):
+        verdict, run = prepared.notebooks[name], runs.get(name)
+        cells, comments, penalty = graded.get(name) or (_zero_cells(tmpl), {}, None)
+        path = out_dir / f"{name}.ipynb"
+        data = path.read_bytes() if verdict.data is not None and path.exists() else None
+        flags, messages = list(verdict.flags), list(verdict.messages)
+        outcome = verdict.outcome
+        if run is not None:
+            if run.outcome != "graded" and outcome == "graded":
+                outcome = run.outcome
+                flags.append(f"{run.outcome}: {run.message}")
+            messages += [m for m in [run.message, *run.notes] if m]
+        if outcome == "graded" and (data is None or run is None):
+            outcome = "error"
+            flags.append("not graded: no autograded notebook or no record of its execution")
+        if outcome == "error":  # nothing about it can be confirmed
+            cells = {gid: {**c, "auto_score": 0.0 if c["auto_score"] else c["auto_score"]} for gid, c in cells.items()}
+        before = sum(c["auto_score"] or 0.0 for c in cells.values())
+        if data is not None and run is not None:
+            data = _apply_verdicts(data, name, run, cells, flags, by_cell)
+        score = sum(c["auto_score"] or 0.0 for c in cells.values())
+        if penalty and before > 0:  # penalties are a share of the score: scale with it
+            penalty = penalty * score / before
+        results.append(NotebookResult(
+            name=name, outcome=outcome, seconds=round(seconds.get(name, 0.0), 3), score=score,
+            max_score=sum(c["max_score"] for c in cells.values()), cells=cells, comments=comments,
+            late_penalty=penalty, flags=sorted(set(flags)), autograded=data, message="; ".join(messages)))
+    return results
+
+
+def _gradebook_cells(scratch: Path, job: Job) -> dict[str, tuple[dict[str, dict[str, Any]], dict[str, str | None], float | None]]:
+    """Per notebook nbgrader's grades (cells, comments, late penalty), if it graded any."""
+    out = {}
     with Gradebook(f"sqlite:///{scratch / 'gradebook.db'}") as gb:
-        for snb in gb.find_submission(job.assignment, job.student).notebooks:
+        try:
+            submission = gb.find_submission(job.assignment, job.student)
+        except MissingEntry:
+            return {}
+        for snb in submission.notebooks:
             cells = {g.name: {"auto_score": g.auto_score, "max_score": g.max_score,
                               "needs_manual_grade": g.needs_manual_grade} for g in snb.grades}
-            path = out_dir / f"{snb.name}.ipynb"
-            data = path.read_bytes() if path.exists() else None
-            results.append(NotebookResult(
-                name=snb.name, outcome="graded" if data is not None else "missing",
-                seconds=round(seconds.get(snb.name, 0.0), 3),
-                score=sum(c["auto_score"] or 0.0 for c in cells.values()),
-                max_score=sum(c["max_score"] for c in cells.values()), cells=cells,
-                comments={c.name: c.auto_comment for c in snb.comments},
-                late_penalty=snb.late_submission_penalty,
-                flags=_flags(nbformat.reads(data.decode(), as_version=4)) if data else [],
-                autograded=data))
-    return sorted(results, key=lambda r: r.name)
+            out[snb.name] = (cells, {c.name: c.auto_comment for c in snb.comments}, snb.late_submission_penalty)
+    return out
 
 
-def record(result: Result, course: Course) -> None:
-    """Merge a result into the main gradebook, work/autograded/ and the summary (one writer).
-
-    Manual scores already in the gradebook stay; a cell with one is marked for review again,
-    as nbgrader does when it regrades."""
-    if result.outcome == "graded":
-        a, s = result.assignment, result.student
-        with Gradebook(course.db_url) as gb:
-            gb.update_or_create_student(s)
-            gb.update_or_create_submission(a, s, timestamp=parse_utc(result.timestamp) if result.timestamp else None)
-            for nb in result.notebooks:
-                snb = gb.find_submission_notebook(nb.name, a, s)
-                snb.late_submission_penalty = nb.late_penalty
-                snb.flagged = bool(snb.flagged) or bool(nb.flags)
-                for gid, cell in nb.cells.items():
-                    grade = gb.find_grade(gid, nb.name, a, s)
-                    grade.auto_score = cell["auto_score"]
-                    grade.needs_manual_grade = cell["needs_manual_grade"] or grade.manual_score is not None
-                for gid, text in nb.comments.items():
-                    gb.find_comment(gid, nb.name, a, s).auto_comment = text
-            gb.db.commit()
-        dest = course.autograded / s / a
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        for nb in result.notebooks:
-            if nb.autograded is not None:
-                (dest / f"{nb.name}.ipynb").write_bytes(nb.autograded)
-        if result.timestamp:
-            (dest / "timestamp.txt").write_text(result.timestamp)
-    _update_summary(course, result)
+def _zero_cells(tmpl: TemplateNotebook) -> dict[str, dict[str, Any]]:
+    """A notebook nbgrader never saw: every graded cell 0, as nbgrader scores a missing one."""
+    return {c.name: {"auto_score": 0.0, "max_score": c.points or 0.0, "needs_manual_grade": False}
+            for c in tmpl.cells if c.grade}
 
 
-def load_summary(course: Course, assignment: str) -> dict[str, Any]:
-    """``work/summary/<assignment>.json``: per student, the last autograde's outcome and grades."""
-    path = course.summaries / f"{assignment}.json"
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return {"assignment": assignment, "submissions": {}}
-
-
-def _update_summary(course: Course, result: Result) -> None:
-    summary = load_summary(course, result.assignment)
-    entry = {k: v for k, v in asdict(result).items() if k not in ("notebooks", "log", "assignment", "student")}
-    entry.update(score=result.score, max_score=result.max_score, seconds=round(result.seconds, 3),
-                 graded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    entry["notebooks"] = {nb.name: {k: v for k, v in asdict(nb).items() if k not in ("name", "autograded")}
-                          for nb in result.notebooks}
-    summary["submissions"][result.student] = entry
-    summary["submissions"] = dict(sorted(summary["submissions"].items()))
-    course.summaries.mkdir(parents=True, exist_ok=True)
-    path = course.summaries / f"{result.assignment}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a summary
+def _apply_verdicts(data: bytes, name: str, run: NotebookRun, cells: dict[str, dict[str, Any]],
+                    flags: list[str], by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> bytes:
+    """Zero the cells the clean re-run does not confirm, flag why, and say so in the
+    autograded notebook (so feedback shows it)."""
+    if run.armed_error:  # the grader's own failure: nothing can be confirmed, nothing is tampering
+        for gid, cell in run.cells.items():
+            if expected_checks(cell.source):
+                flags.append(f"{gid}: {run.armed_error}")
+                cells[gid]["auto_score"] = 0.0 if cells[gid]["auto_score"] else cells[gid]["auto_score"]
+        return data
+    nb = nbformat.reads(data.decode(), as_version=4)
+    decided = {gid: judge(gid, cell.source, cell.errored, cell.records, by_cell.get((name, gid), {}))
+               for gid, cell in run.cells.items()}
+    tampered = any(v.tampered for v in decided.values())
+    for gid, cell in run.cells.items():
+        verdict = decided[gid]
+        flags += verdict.flags
+        if cell.timed_out:
+            flags.append(f"{gid}: timed out")
+        trusted = verdict.trusted and not (tampered and not expected_checks(cell.source))
+        if trusted or not cells.get(gid, {}).get("auto_score"):
+            continue
+        cells[gid]["auto_score"] = 0.0
+        reasons = [f.split(": ", 1)[1] for f in verdict.flags] or [
+            "the notebook tampered with the grader elsewhere, so its visible tests cannot be trusted"]
+        if not verdict.flags:
+            flags.append(f"{gid}: not trusted: {reasons[0]}")
+        target = nb.cells[cell.index]
+        target.outputs.append(nbformat.v4.new_output(
+            "error", ename="GraderReview", evalue="0 points, flagged for review: " + "; ".join(reasons),
+            traceback=["GraderReview: 0 points, flagged for review: " + "; ".join(reasons)]))
+    return (nbformat.writes(nb) + "\n").encode()
 
 
 def assignment_files(course: Course, assignment: str) -> dict[str, bytes]:
@@ -304,49 +388,3 @@ def make_job(course: Course, assignment: str, student: str, folder: Path, templa
                notebooks={p.stem: p.read_bytes() for p in sorted(folder.glob("*.ipynb"))},
                template_db=template_db, course_root=str(course.root), timestamp=timestamp or None,
                extra_files=assignment_files(course, assignment), **options)
-
-
-def autograde(course: Course, assignment: str, students: Iterable[str] | None = None, *,
-              force: bool = False, timeout: int = 60, late_penalty: str = "none",
-              due: str | None = None, on_result: Callable[[Result | None, str], None] | None = None
-              ) -> list[Result]:
-    """Grade every submission in work/submitted/*/<assignment> (or only ``students``).
-
-    A submission whose content and checks are unchanged since its last successful grading is
-    skipped unless ``force``: re-running is idempotent and an interrupted run resumes.
-    ``due`` (ISO 8601, e.g. 2026-11-01T23:59:00+01:00) sets the deadline for late penalties.
-    ``on_result(result, student)`` reports progress (result None: skipped, up to date).
-    """
-    with Gradebook(course.db_url) as gb:
-        if due is not None:
-            gb.update_or_create_assignment(assignment, duedate=parse_utc(due))
-        try:
-            duedate = gb.find_assignment(assignment).duedate
-        except MissingEntry:
-            duedate = None  # make_template below says what to do
-    template = make_template(course.db_url, assignment)
-    version = checks_version(course)
-    settings = f"late_penalty={late_penalty} timeout={timeout} due={duedate}"
-    folders = {p.parent.name: p for p in sorted(course.submitted.glob(f"*/{assignment}")) if p.is_dir()}
-    wanted = list(students) if students is not None else sorted(folders)
-    missing = [s for s in wanted if s not in folders]
-    if missing:
-        raise GraderError(f"no submission of {assignment} for {missing} under {course.submitted}")
-    done = load_summary(course, assignment)["submissions"]
-    results = []
-    for student in wanted:
-        job = make_job(course, assignment, student, folders[student], template, timeout=timeout,
-                       late_penalty=late_penalty, checks_version=version, settings=settings)
-        last = done.get(student, {})
-        unchanged = all(last.get(k) == v for k, v in (("outcome", "graded"), ("sha256", job.sha256),
-                                                      ("checks_version", version), ("settings", settings)))
-        if not force and unchanged and (course.autograded / student / assignment).is_dir():
-            if on_result:
-                on_result(None, student)
-            continue
-        result = grade_submission(job)
-        record(result, course)
-        results.append(result)
-        if on_result:
-            on_result(result, student)
-    return results

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
+from grader.audit import load_summary, record
 from grader.build import student_edition, verify_release
 from grader.check import check_course
 from grader.cli import main
@@ -23,9 +24,10 @@ from grader.config import REPO_ROOT, Course
 from grader.export import export_grades, import_manual, manual_template
 from grader.fabricate import assemble_course, fill_submission
 from grader.feedback import forbidden_texts, generate_feedback
-from grader.grading import autograde, grade_submission, load_summary, make_job, make_template, record
+from grader.grading import grade_submission, make_job, make_template
 from grader.nb import read_notebook, write_notebook
 from grader.report import report
+from grader.scheduler import autograde
 from grader.validate import validate
 
 pytestmark = pytest.mark.slow
@@ -130,22 +132,23 @@ def test_rerun_is_idempotent(course):
 
 
 def test_a_broken_submission_is_reported_and_recorded_alone(course):
-    """grade_submission is pure and picklable (for a process pool); a notebook nbgrader cannot
-    read ends as an 'error' entry in the summary, and the gradebook does not change."""
+    """grade_submission is pure and picklable (for a process pool); a notebook that is not JSON
+    is graded as 'unreadable' (0 points, flagged for review) and recorded like any other."""
     folder = course.submitted / "eve" / ASG
     folder.mkdir(parents=True)
     (folder / "fixture.ipynb").write_text("{ not json")
     job = make_job(course, ASG, "eve", folder, make_template(course.db_url, ASG))
     result = grade_submission(pickle.loads(pickle.dumps(job)))
-    assert pickle.loads(pickle.dumps(result)).outcome == "error"
-    assert result.message.splitlines()[0] == ("nbgrader TimedAutograde failed for 00_fixture (eve): "
-                                              "NotJSONError: Notebook does not appear to be JSON: '{ not json'")
+    assert pickle.loads(pickle.dumps(result)).outcome == "graded"
+    (nb,) = result.notebooks
+    assert (nb.outcome, nb.score) == ("unreadable", 0)
+    assert nb.flags and nb.flags[0].startswith("unreadable notebook")
     record(result, course)
     entry = load_summary(course, ASG)["submissions"]["eve"]
-    assert entry["outcome"] == "error" and entry["notebooks"] == {}
-    assert not (course.autograded / "eve").exists()
+    assert entry["outcome"] == "graded"
     with Gradebook(course.db_url) as gb:
-        assert "eve" not in [s.id for s in gb.students]
+        assert gb.find_submission(ASG, "eve").score == 0
+        gb.remove_student("eve")  # the later tests' roster has no eve
     shutil.rmtree(course.submitted / "eve")
 
 

@@ -28,7 +28,6 @@ import traceback
 import types
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -109,15 +108,24 @@ def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool =
     return out
 
 
+def _plain_number(value: Any) -> bool:
+    """A Python int or float, or a NumPy number of its exact type (no subclass, no bool)."""
+    t = type(value)
+    return t in (int, float) or (isinstance(value, np.number) and t.__module__ == "numpy")
+
+
 def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None,
              dtype: np.dtype | str | None = None) -> np.ndarray:
     """``value`` as a plain ndarray after checking its type, shape and dtype.
 
-    Accepts ndarrays, NumPy scalars and Python numbers; anything else (lists, Tensors, objects
-    that claim to equal everything) fails with a message saying what to return.
+    Accepts exact ``numpy.ndarray`` objects, NumPy scalars and Python numbers; anything else
+    (lists, Tensors, ndarray subclasses, objects that claim to equal everything) fails with a
+    message saying what to return.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (np.ndarray, np.generic, Real)):
+    if type(value) is not np.ndarray and not _plain_number(value):
         hint = " (a Tensor: return its .data array)" if hasattr(value, "requires_grad") else ""
+        if isinstance(value, np.ndarray):
+            hint = " (an ndarray subclass: return a plain array, np.asarray(...))"
         raise CheckFailed(f"{what} returned {type(value).__name__}{hint}; expected a NumPy array.")
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
@@ -180,7 +188,7 @@ def check_number(value: Any, expected: float, *, what: str, tol: tuple[float, fl
     The message repeats the student's value and names a matching entry of ``mistakes``; it
     gives no error size, which would reveal the answer.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+    if not _plain_number(value):
         raise CheckFailed(f"{what} should be a number, not {type(value).__name__}.")
     got = np.float64(value)
     if np.isclose(got, expected, rtol=tol[0], atol=tol[1]):
