@@ -197,7 +197,7 @@ def _status(status: int) -> int:
     return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _kill_uid(uid: int) -> None:
+def kill_uid(uid: int) -> None:
     """SIGKILL every process of ``uid`` until none is left (they may fork meanwhile)."""
     for _ in range(100):
         found = False
@@ -333,7 +333,7 @@ def main(spec_path: str) -> None:
     finally:
         _kill_descendants()
         if mode == "uid":
-            _kill_uid(spec["uid"])
+            kill_uid(spec["uid"])
 
 
 if __name__ == "__main__":
