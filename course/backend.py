@@ -6,8 +6,9 @@ NumPy by default, CuPy on request (``COURSE_BACKEND=cupy`` or ``course.use("cupy
 nothing outside the standard and makes no hidden host transfer.
 
 The few needs the standard lacks (scatter-add, in-place fused updates) go through
-:func:`kernel`: a backend may register a fast version; every caller keeps a standard-only
-fallback, and :func:`standard_only` switches the fast versions off so tests exercise both.
+:func:`kernel`: the optional package :mod:`course.fast` registers fast versions per backend;
+every caller keeps a standard-only fallback, and :func:`standard_only` switches the fast
+versions off so tests exercise both.
 
 Randomness: initial weights come from a host ``numpy.random.Generator`` (:func:`rng`), so a
 seed gives the same weights on every backend; per-step randomness (dropout masks) may be
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import sys
 import types
@@ -27,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "BackendUnavailable", "use", "xp", "name", "device", "rng", "random", "asarray",
-    "to_numpy", "kernel", "register_kernel", "standard_only",
+    "to_numpy", "is_array", "copy_array", "kernel", "register_kernel", "standard_only",
 ]
 
 Array = Any  # an array of the current namespace
@@ -90,6 +92,7 @@ device: Any = None  # where new arrays are placed; None means the namespace's de
 
 _kernels: dict[tuple[str, str], Callable[..., Any]] = {}
 _kernels_on = True
+_fast_loaded = False
 
 
 def use(backend: str) -> Any:
@@ -136,6 +139,16 @@ def _load_cupy() -> Any:
     import array_api_compat.cupy as cxp
 
     return cxp
+
+
+def is_array(x: Any) -> bool:
+    """Whether ``x`` is an array of some namespace (it has a shape and a dtype)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def copy_array(x: Any) -> Any:
+    """A fresh copy of an array on its own device (other values unchanged)."""
+    return xp.astype(x, x.dtype, copy=True) if is_array(x) else x
 
 
 def rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
@@ -201,34 +214,35 @@ def register_kernel(op: str, backend: str) -> Callable[[Callable], Callable]:
     return deco
 
 
-def kernel(op: str) -> Callable[..., Any] | None:
-    """The current backend's fast path for ``op``, or None: then use the standard fallback."""
-    return _kernels.get((op, name)) if _kernels_on else None
+def kernel(op: str, *, layout: bool = False) -> Callable[..., Any] | None:
+    """The current backend's fast path for ``op``, or None: then use the standard fallback.
+
+    Fast paths live in the optional package ``course.fast``, imported on the first lookup; the
+    student edition leaves it out, so there every lookup returns None. ``layout=True`` marks a
+    hook that changes memory layout, not arithmetic (flat buffers): :func:`standard_only`
+    leaves those on.
+    """
+    global _fast_loaded
+    if not _fast_loaded:
+        _fast_loaded = True
+        try:
+            importlib.import_module(f"{__package__}.fast")  # its modules register their kernels
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.fast":
+                raise
+    return _kernels.get((op, name)) if _kernels_on or layout else None
 
 
 @contextlib.contextmanager
 def standard_only() -> Iterator[None]:
-    """Within this block every :func:`kernel` lookup returns None (standard fallbacks run)."""
+    """Within this block every :func:`kernel` lookup returns None (standard fallbacks run),
+    except ``layout=True`` hooks, which change no arithmetic."""
     global _kernels_on
     old, _kernels_on = _kernels_on, False
     try:
         yield
     finally:
         _kernels_on = old
-
-
-@register_kernel("scatter_add", "numpy")
-def _scatter_add_numpy(target: Array, index: Any, values: Array) -> Array:
-    np.add.at(target, index, values)
-    return target
-
-
-@register_kernel("scatter_add", "cupy")
-def _scatter_add_cupy(target: Array, index: Any, values: Array) -> Array:
-    import cupyx
-
-    cupyx.scatter_add(target, index, values)
-    return target
 
 
 _tune_malloc()

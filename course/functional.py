@@ -11,16 +11,14 @@ Conventions (PyTorch's, where the lecture notes differ):
   weight of the NEW statistic (default 0.1), so ``running = (1 − m)·running + m·batch``;
 * dropout's ``p`` is the probability of DROPPING a unit (the notes' p is the keep probability).
 
-Speed: on NumPy, :func:`batchnorm_forward` and :func:`batchnorm_backward` run a kernel that
-reuses scratch buffers (``out=``) instead of allocating fresh N×D temporaries; the standard
-code below them is the fallback for other backends and the reference
+Speed: with the optional package :mod:`course.fast`, :func:`batchnorm_forward` and
+:func:`batchnorm_backward` run a NumPy kernel that reuses scratch buffers instead of allocating
+fresh N×D temporaries; the code below is the reference and the path everywhere else
 (``course.backend.standard_only()`` forces it).
 """
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 from . import backend as B
 from .autodiff import Primitive, Tensor, defvjp, is_grad_enabled
@@ -230,61 +228,6 @@ def dropout(x: Any, p: float, u: Array | None = None, *, training: bool = True,
         raise ValueError("dropout in training mode needs u, uniform samples shaped like x "
                          "(e.g. course.backend.random(x.shape, x.dtype, generator))")
     return x * dropout_mask(u, p, mode=mode)
-
-
-# -- NumPy kernels: same formulas, scratch buffers reused across calls ------------------------
-
-_scratch_arrays: dict[tuple[str, tuple[int, ...], Any], np.ndarray] = {}
-
-
-def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A private work array, reused by every call with this name, shape and dtype.
-
-    Fresh N×D temporaries cost page faults on each call (the allocator returns freed
-    megabytes to the OS); these never leave the kernels, so reusing them is safe (within
-    one thread: the buffers are shared by all calls).
-    """
-    key = (name, shape, dtype)
-    buf = _scratch_arrays.get(key)
-    if buf is None:
-        if len(_scratch_arrays) >= 32:  # many shapes seen: forget the old ones
-            _scratch_arrays.clear()
-        buf = _scratch_arrays[key] = np.empty(shape, dtype)
-    return buf
-
-
-@B.register_kernel("batchnorm_forward", "numpy")
-def _batchnorm_forward_numpy(x, gamma, beta, eps):
-    # x − μ is written into the output itself, then scaled and shifted in place.
-    n = x.shape[0]
-    mean = np.add.reduce(x, axis=0)
-    mean /= n
-    y = np.subtract(x, mean)
-    var = np.einsum("ij,ij->j", y, y)  # Σ (x − μ)² without a squared temporary
-    var /= n
-    y *= gamma / np.sqrt(var + eps)
-    y += beta
-    return y, mean, var
-
-
-@B.register_kernel("batchnorm_backward", "numpy")
-def _batchnorm_backward_numpy(dy, x, gamma, mean, var, eps):
-    # Six passes over the N×D arrays and no x − μ array: Σ dy·(x − μ) = Σ dy·x − μ·Σ dy and
-    # dx = k·dy − x·(k c) + k·(μ c − dβ/N), with k = γ/σ and c = dγ/(N σ). When |μ| ≫ σ the
-    # subtraction doubles the rounding error of the standard code, which float32 storage of
-    # such an x already makes of the same order.
-    n = dy.shape[0]
-    inv_std = 1 / np.sqrt(var + eps)
-    dbeta = np.add.reduce(dy, axis=0)
-    dgamma = np.einsum("ij,ij->j", dy, x)
-    dgamma -= mean * dbeta
-    dgamma *= inv_std
-    k = gamma * inv_std
-    c = inv_std * dgamma / n
-    dx = np.multiply(dy, k)
-    dx -= np.multiply(x, k * c, out=_scratch("x_kc", x.shape, x.dtype))
-    dx += k * (mean * c - dbeta / n)
-    return dx, dgamma, dbeta
 
 
 def l2_penalty(w: Array, lam: float) -> tuple[Array, Array]:

@@ -128,13 +128,12 @@ def xavier_uniform(shape: Shape, rng: Seed = None, *, gain: float = 1.0,
     return _symmetric_uniform(shape, rng, gain * math.sqrt(6.0 / (fan_in + fan_out)), dtype)
 
 
-def _kaiming_std(shape: Shape, a: float, mode: str, nonlinearity: str) -> float:
-    """gain / √fan_mode, the He standard deviation."""
+def _fan(shape: Shape, mode: str) -> int:
+    """fan_in (forward pass) or fan_out (backward pass) of ``shape``, as ``mode`` asks."""
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"mode must be 'fan_in' (forward pass) or 'fan_out' (backward pass), got {mode!r}")
     fan_in, fan_out = fans(shape)
-    fan = fan_in if mode == "fan_in" else fan_out
-    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return fan_in if mode == "fan_in" else fan_out
 
 
 def kaiming_normal(shape: Shape, rng: Seed = None, *, a: float = 0.0, mode: str = "fan_in",
@@ -145,7 +144,8 @@ def kaiming_normal(shape: Shape, rng: Seed = None, *, a: float = 0.0, mode: str 
     zeroes half of a symmetric input, halving E[x²], and the factor 2 restores it.
     ``mode="fan_out"`` preserves the gradients' variance in the backward pass instead.
     """
-    return normal(shape, rng, std=_kaiming_std(shape, a, mode, nonlinearity), dtype=dtype)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
+    return normal(shape, rng, std=std, dtype=dtype)
 
 
 def kaiming_uniform(shape: Shape, rng: Seed = None, *, a: float = 0.0, mode: str = "fan_in",
@@ -155,7 +155,7 @@ def kaiming_uniform(shape: Shape, rng: Seed = None, *, a: float = 0.0, mode: str
     For ReLU, b = √(6 / fan_in). (A slide of the notes gives ±4/(fan_in + fan_out); that is
     not He's bound.) PyTorch's ``nn.Linear`` default is this with a = √5, i.e. b = 1/√fan_in.
     """
-    bound = _kaiming_std(shape, a, mode, nonlinearity) * math.sqrt(3.0)
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(shape, mode))
     return _symmetric_uniform(shape, rng, bound, dtype)
 
 
@@ -164,10 +164,11 @@ he_uniform = kaiming_uniform
 
 
 def lecun_normal(shape: Shape, rng: Seed = None, *, dtype: Any = np.float32) -> np.ndarray:
-    """LeCun normal: w ~ N(0, 1/fan_in), i.e. fan_in · Var(w) = 1 (gain 1: linear, tanh-like, SELU)."""
-    return normal(shape, rng, std=1.0 / math.sqrt(fans(shape)[0]), dtype=dtype)
+    """LeCun normal: w ~ N(0, 1/fan_in), i.e. fan_in · Var(w) = 1: He normal with gain 1
+    (linear, tanh-like, SELU layers)."""
+    return kaiming_normal(shape, rng, nonlinearity="linear", dtype=dtype)
 
 
 def lecun_uniform(shape: Shape, rng: Seed = None, *, dtype: Any = np.float32) -> np.ndarray:
-    """LeCun uniform: w ~ U[−b, b] with b = √(3 / fan_in), so Var(w) = 1/fan_in."""
-    return _symmetric_uniform(shape, rng, math.sqrt(3.0 / fans(shape)[0]), dtype)
+    """LeCun uniform: w ~ U[−b, b] with b = √(3 / fan_in), so Var(w) = 1/fan_in: He uniform with gain 1."""
+    return kaiming_uniform(shape, rng, nonlinearity="linear", dtype=dtype)

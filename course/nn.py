@@ -240,13 +240,12 @@ _INIT_NAMES = ("zeros", "normal", "uniform", "xavier_normal", "xavier_uniform", 
 
 
 def default_init(shape: tuple[int, int], rng: Any = None, *, dtype: Any = np.float32) -> np.ndarray:
-    """Linear's default weights: U[−b, b] with b = √(6 / fan_in), fan_in = shape[1].
+    """Linear's default weights, PyTorch's: U[−k, k] with k = 1/√in_features (= shape[1]).
 
-    The same draws as ``init.kaiming_uniform(shape, rng, nonlinearity="relu")``, spelled out
-    here because the student edition replaces that function with an exercise stub and models
-    must still build before the exercise is done.
+    A fixed rule, not one of the fan-based schemes of :mod:`course.init` (the notebooks build
+    those); for deep ReLU stacks pass ``init="kaiming_uniform"`` or your own initializer.
     """
-    bound = math.sqrt(6.0 / shape[1])
+    bound = 1.0 / math.sqrt(shape[1])
     return weight_init.uniform(shape, rng, a=-bound, b=bound, dtype=dtype)
 
 
@@ -266,10 +265,9 @@ class Linear(Module):
     """Affine layer z = x Wᵀ + b, W of shape (out_features, in_features) as in PyTorch.
 
     ``init`` (a course.init name or a callable ``f(shape, rng, dtype=...)``) draws W; b starts
-    at zero. Default (:func:`default_init`): He/Kaiming uniform for ReLU,
-    U[−√(6/fan_in), √(6/fan_in)], because the usual hidden layer is followed by a ReLU and this
-    scale keeps the activations' variance from layer to layer (PyTorch's default is smaller,
-    U[±1/√fan_in]); pick ``"xavier_uniform"`` for tanh/sigmoid layers.
+    at zero. Default (:func:`default_init`): PyTorch's U[±1/√in_features]. It keeps the
+    variance of activations only for shallow networks; ``init="kaiming_uniform"`` suits ReLU
+    stacks and ``"xavier_uniform"`` tanh/sigmoid layers.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
@@ -364,17 +362,20 @@ class Dropout(Module):
     training, evaluation is the identity. ``mode="scale_at_test"`` (the notes' form): a plain
     0/1 mask in training, outputs multiplied by the keep probability 1 − p in evaluation.
     Both keep E[training output] = evaluation output. Masks are drawn on the device from
-    ``rng`` (seed or numpy Generator); see :func:`course.functional.dropout`.
+    ``rng`` (seed or numpy Generator); ``dropout_fn`` (default :func:`course.functional.dropout`,
+    same signature) computes the output from them.
     """
 
-    def __init__(self, p: float = 0.5, mode: str = "inverted", *, rng: Any = None) -> None:
+    def __init__(self, p: float = 0.5, mode: str = "inverted", *, rng: Any = None,
+                 dropout_fn: Callable[..., Any] | None = None) -> None:
         super().__init__()
         F._check_dropout(p, mode)
         self.p, self.mode, self.generator = p, mode, B.rng(rng)
+        self.dropout_fn = dropout_fn or F.dropout
 
     def forward(self, x: Any) -> Any:
         u = B.random(tuple(x.shape), x.dtype, self.generator) if self.training and self.p > 0 else None
-        return F.dropout(x, self.p, u, training=self.training, mode=self.mode)
+        return self.dropout_fn(x, self.p, u, training=self.training, mode=self.mode)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode!r}"
@@ -389,18 +390,24 @@ class BatchNorm1d(Module):
     PyTorch) and the unbiased batch variance; ``momentum=None`` averages all batches equally.
     Evaluation: the running statistics replace the batch's (y = a·x + b, see :meth:`fold`).
     Parameters are named as in PyTorch: ``weight`` = γ (ones), ``bias`` = β (zeros).
-    ``forward_fn``/``backward_fn`` replace the training computations (same signatures as
-    :func:`course.functional.batchnorm_forward` / ``batchnorm_backward``).
+    ``forward_fn``/``backward_fn`` replace the training computations, ``running_stats_fn`` the
+    running-statistics update and ``fold_fn`` the evaluation-mode affine map (same signatures as
+    :func:`course.functional.batchnorm_forward`, ``batchnorm_backward``,
+    ``update_running_stats`` and ``fold_batchnorm``).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, dtype: Any = np.float32,
                  forward_fn: Callable[..., Any] | None = None,
-                 backward_fn: Callable[..., Any] | None = None) -> None:
+                 backward_fn: Callable[..., Any] | None = None,
+                 running_stats_fn: Callable[..., Any] | None = None,
+                 fold_fn: Callable[..., Any] | None = None) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.forward_fn, self.backward_fn = forward_fn, backward_fn
+        self.running_stats_fn = running_stats_fn or F.update_running_stats
+        self.fold_fn = fold_fn or F.fold_batchnorm
         shape = (num_features,)
         self.weight = Parameter(B.asarray(weight_init.constant(shape, value=1.0, dtype=dtype))) if affine else None
         self.bias = Parameter(B.asarray(weight_init.zeros(shape, dtype=dtype))) if affine else None
@@ -430,14 +437,15 @@ class BatchNorm1d(Module):
             if self.training and self.track_running_stats:
                 self._update_stats(mean, var, x.shape[0])
             return y
-        return F.batchnorm_inference(x, gamma, beta, self.running_mean, self.running_var, self.eps)
+        a, b = self.fold_fn(gamma, beta, self.running_mean, self.running_var, self.eps)
+        return x * a + b
 
     def _update_stats(self, mean: Any, var: Any, n: int) -> None:
         self.num_batches_tracked = self.num_batches_tracked + 1
         momentum = self.momentum
         if momentum is None:  # cumulative average: the k-th batch gets weight 1/k
             momentum = 1.0 / B.to_numpy(self.num_batches_tracked).item()
-        self.running_mean, self.running_var = F.update_running_stats(
+        self.running_mean, self.running_var = self.running_stats_fn(
             self.running_mean, self.running_var, mean, var, n, momentum)
 
     def fold(self) -> tuple[Any, Any]:
@@ -450,7 +458,7 @@ class BatchNorm1d(Module):
                              "track_running_stats=False")
         with no_grad():
             gamma, beta = self._affine(self.running_mean)
-            a, b = F.fold_batchnorm(gamma, beta, self.running_mean, self.running_var, self.eps)
+            a, b = self.fold_fn(gamma, beta, self.running_mean, self.running_var, self.eps)
         return (a.data if isinstance(a, Tensor) else a), (b.data if isinstance(b, Tensor) else b)
 
     def extra_repr(self) -> str:
@@ -467,7 +475,7 @@ class MLP(Sequential):
     """A multilayer perceptron: Linear → [BatchNorm1d] → activation → [Dropout], repeated, then Linear.
 
     ``sizes = [in, hidden..., out]``. ``activation`` is "relu", "leaky_relu", "tanh" or
-    "sigmoid". ``init=None`` keeps Linear's default (He uniform, made for ReLU); pass
+    "sigmoid". ``init=None`` keeps Linear's default (PyTorch's U[±1/√in_features]); pass
     ``init="xavier_uniform"`` (or a callable with a tanh gain) for tanh/sigmoid nets. One generator
     (``rng``: seed or Generator) draws all weights in order, then the dropout masks.
     With batch norm each Linear keeps its bias, although the mean subtraction cancels it in

@@ -22,11 +22,12 @@ Conventions are PyTorch's (``torch.optim``) where the lecture notes differ:
 * Ill-conditioning is measured by the condition number ``κ = λ_max/λ_min`` of the Hessian
   (largest over smallest eigenvalue; the notes state the ratio the other way round).
 
-Speed: on NumPy (and CuPy), when a class runs its own reference rule it keeps all parameters of
-one dtype in a single contiguous buffer (each ``param.data`` becomes a view of it) and updates
-them with one call on the concatenated gradients; Adam/AdamW also use an in-place fused kernel
-(:func:`course.backend.kernel`). ``course.backend.standard_only()`` turns kernels off, so the
-pure rules run instead; both paths give the same numbers up to rounding.
+The rules below are the only implementation of their formulas in this module. Speed lives in
+the optional package :mod:`course.fast` (left out of the student edition): when a class runs
+its own reference rule on NumPy or CuPy, it keeps all parameters of one dtype in one contiguous
+buffer and updates them with one call, and SGD, Adam and AdamW run fused in-place kernels
+(:func:`course.backend.kernel`). ``course.backend.standard_only()`` turns the kernels off, so
+the rules run instead; both paths give the same numbers up to rounding.
 """
 from __future__ import annotations
 
@@ -52,15 +53,6 @@ State = dict[str, Any]
 
 # -- update rules (pure functions) --------------------------------------------------------------
 
-def _is_array(x: Any) -> bool:
-    return hasattr(x, "shape") and hasattr(x, "dtype")
-
-
-def _copy(x: Any) -> Any:
-    """A fresh copy of an array on its own device (other values unchanged)."""
-    return B.xp.astype(x, x.dtype, copy=True) if _is_array(x) else x
-
-
 def sgd_step(param: Array, grad: Array, state: State, *, lr: float, momentum: float = 0.0,
              dampening: float = 0.0, nesterov: bool = False,
              weight_decay: float = 0.0) -> tuple[Array, State]:
@@ -85,7 +77,7 @@ def sgd_step(param: Array, grad: Array, state: State, *, lr: float, momentum: fl
     new_state = dict(state)
     if momentum:
         buf = state.get("momentum_buffer")
-        buf = _copy(g) if buf is None else momentum * buf + (1 - dampening) * g
+        buf = B.copy_array(g) if buf is None else momentum * buf + (1 - dampening) * g
         new_state["momentum_buffer"] = buf
         g = g + momentum * buf if nesterov else buf
     return param - lr * g, new_state
@@ -163,39 +155,14 @@ def rmsprop_nesterov_step(param: Array, grad: Array, state: State, *, lr: float 
     b ← μ·b + s                       (b starts at 0)
     p ← p − lr·(s + μ·b)
 
-    The notes' θ is recovered as ``p + μ·lr·b``. State: ``"step"``, ``"square_avg"``,
-    ``"momentum_buffer"``.
+    The notes' θ is recovered as ``p + μ·lr·b``. Computed through :func:`rmsprop_step` with
+    momentum, which steps by lr·b, plus the look-ahead lr·μ·s. State: ``"step"``,
+    ``"square_avg"``, ``"momentum_buffer"``.
     """
-    r = state.get("square_avg")
-    r = (1 - alpha) * grad * grad if r is None else alpha * r + (1 - alpha) * grad * grad
-    s = grad / (B.xp.sqrt(r) + eps)
-    buf = state.get("momentum_buffer")
-    buf = s if buf is None else momentum * buf + s
-    new_state = {**state, "step": state.get("step", 0) + 1, "square_avg": r, "momentum_buffer": buf}
-    return param - lr * (s + momentum * buf), new_state
-
-
-def _adam(param: Array, grad: Array, state: State, lr: float, betas: tuple[float, float], eps: float,
-          weight_decay: float, amsgrad: bool, decoupled: bool) -> tuple[Array, State]:
-    xp = B.xp
-    beta1, beta2 = betas
-    step = state.get("step", 0) + 1
-    if decoupled:
-        param = param * (1 - lr * weight_decay)
-        g = grad
-    else:
-        g = grad + weight_decay * param if weight_decay else grad
-    m, v = state.get("exp_avg"), state.get("exp_avg_sq")
-    m = (1 - beta1) * g if m is None else beta1 * m + (1 - beta1) * g
-    v = (1 - beta2) * g * g if v is None else beta2 * v + (1 - beta2) * g * g
-    new_state = {**state, "step": step, "exp_avg": m, "exp_avg_sq": v}
-    if amsgrad:
-        vmax = state.get("max_exp_avg_sq")
-        v = _copy(v) if vmax is None else xp.maximum(vmax, v)  # never alias exp_avg_sq
-        new_state["max_exp_avg_sq"] = v
-    m_hat = m / (1 - beta1 ** step)
-    v_hat = v / (1 - beta2 ** step)
-    return param - lr * m_hat / (xp.sqrt(v_hat) + eps), new_state
+    new, new_state = rmsprop_step(param, grad, state, lr=lr, alpha=alpha, eps=eps, momentum=momentum)
+    b, b_old = new_state["momentum_buffer"], state.get("momentum_buffer")
+    # rmsprop_step stepped by lr·b; the look-ahead adds lr·μ·s = lr·μ·(b − b_old)
+    return new - lr * momentum * (b if b_old is None else b - b_old), new_state
 
 
 def adam_step(param: Array, grad: Array, state: State, *, lr: float = 1e-3,
@@ -213,7 +180,21 @@ def adam_step(param: Array, grad: Array, state: State, *, lr: float = 1e-3,
     The moments in the state stay uncorrected; the correction is applied only to form the step.
     State: ``"step"``, ``"exp_avg"`` (m), ``"exp_avg_sq"`` (v), ``"max_exp_avg_sq"`` (AMSGrad).
     """
-    return _adam(param, grad, state, lr, betas, eps, weight_decay, amsgrad, decoupled=False)
+    xp = B.xp
+    beta1, beta2 = betas
+    step = state.get("step", 0) + 1
+    g = grad + weight_decay * param if weight_decay else grad
+    m, v = state.get("exp_avg"), state.get("exp_avg_sq")
+    m = (1 - beta1) * g if m is None else beta1 * m + (1 - beta1) * g
+    v = (1 - beta2) * g * g if v is None else beta2 * v + (1 - beta2) * g * g
+    new_state = {**state, "step": step, "exp_avg": m, "exp_avg_sq": v}
+    if amsgrad:
+        vmax = state.get("max_exp_avg_sq")
+        v = B.copy_array(v) if vmax is None else xp.maximum(vmax, v)  # never alias exp_avg_sq
+        new_state["max_exp_avg_sq"] = v
+    m_hat = m / (1 - beta1 ** step)
+    v_hat = v / (1 - beta2 ** step)
+    return param - lr * m_hat / (xp.sqrt(v_hat) + eps), new_state
 
 
 def adamw_step(param: Array, grad: Array, state: State, *, lr: float = 1e-3,
@@ -222,12 +203,13 @@ def adamw_step(param: Array, grad: Array, state: State, *, lr: float = 1e-3,
     """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
 
     p ← p − lr·λ·p                    (decay applied to the weights, NOT added to g)
-    then the Adam step of :func:`adam_step` with λ = 0.
+    then the Adam step of :func:`adam_step` with λ = 0 (this function calls it).
 
     With Adam's L2 form the decay term is divided by √v̂ like the gradient; decoupling keeps it
     a plain shrinkage of every weight by the factor (1 − lr·λ). Same state as Adam.
     """
-    return _adam(param, grad, state, lr, betas, eps, weight_decay, amsgrad, decoupled=True)
+    return adam_step(param * (1 - lr * weight_decay), grad, state, lr=lr, betas=betas, eps=eps,
+                     amsgrad=amsgrad)
 
 
 def newton_step(param: Array, grad: Array, hessian: Array, state: State, *, lr: float = 1.0,
@@ -259,193 +241,7 @@ def newton_step(param: Array, grad: Array, hessian: Array, state: State, *, lr: 
     return param - lr * xp.reshape(delta, (n,)), {**state, "step": state.get("step", 0) + 1}
 
 
-# -- fused in-place kernels -----------------------------------------------------------------------
-
-_BLOCK_BYTES = 1 << 18  # 256 KiB per array: a block's working set stays in the L2 cache
-
-
-def _blocks(written: tuple[Array, ...], grad: Array) -> Iterable[tuple[Array, ...]]:
-    """Matching 1-D blocks of ``written`` and ``grad`` (whole arrays when small or not contiguous).
-
-    Several passes over one cache-sized block cost far less than the same passes over arrays
-    too large for the cache, which is what makes the NumPy version beat per-operation kernels.
-    """
-    size = written[0].size
-    step = _BLOCK_BYTES // written[0].itemsize
-    if size <= step or not all(a.flags.c_contiguous for a in written):
-        yield (*written, grad)
-        return
-    flat = [a.reshape(-1) for a in written] + [grad.reshape(-1)]
-    for start in range(0, size, step):
-        yield tuple(a[start:start + step] for a in flat)
-
-
-def _init_adam_state(state: State, param: Array, amsgrad: bool, zeros_like: Callable) -> int:
-    """Fill an empty Adam state with zero moments; advance and return the step count."""
-    if "exp_avg" not in state:
-        state["exp_avg"], state["exp_avg_sq"] = zeros_like(param), zeros_like(param)
-    if amsgrad and "max_exp_avg_sq" not in state:
-        state["max_exp_avg_sq"] = zeros_like(param)
-    state["step"] = state.get("step", 0) + 1
-    return state["step"]
-
-
-@B.register_kernel("adam", "numpy")
-def _adam_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, betas: tuple[float, float],
-                eps: float, weight_decay: float, amsgrad: bool, decoupled: bool) -> None:
-    """:func:`adam_step` / :func:`adamw_step` in place with ``out=`` ufuncs, block by block.
-
-    Same formula, rearranged to need one scratch array: m += (1−β1)(g − m),
-    v += (1−β2)(g² − v), p −= s·m/(√v + eps·c) with c = √(1−β2ᵗ), s = lr·c/(1−β1ᵗ).
-    """
-    beta1, beta2 = betas
-    t = _init_adam_state(state, param, amsgrad, np.zeros_like)
-    c = math.sqrt(1 - beta2 ** t)
-    step, eps_c = lr * c / (1 - beta1 ** t), eps * c
-    l2 = 0.0 if decoupled else weight_decay
-    written = (param, state["exp_avg"], state["exp_avg_sq"]) + ((state["max_exp_avg_sq"],) if amsgrad else ())
-    for p, m, v, *rest in _blocks(written, grad):
-        g = rest[-1]
-        tmp = np.empty_like(p)
-        if l2:
-            g = p * l2 + g
-        elif decoupled and weight_decay:
-            p *= 1 - lr * weight_decay
-        np.subtract(g, m, out=tmp)
-        tmp *= 1 - beta1
-        m += tmp
-        np.multiply(g, g, out=tmp)
-        tmp -= v
-        tmp *= 1 - beta2
-        v += tmp
-        if amsgrad:
-            np.maximum(rest[0], v, out=rest[0])
-        np.sqrt(rest[0] if amsgrad else v, out=tmp)
-        tmp += eps_c
-        np.divide(m, tmp, out=tmp)
-        tmp *= step
-        p -= tmp
-
-
-@B.register_kernel("sgd", "numpy")
-def _sgd_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, momentum: float,
-               dampening: float, nesterov: bool, weight_decay: float) -> None:
-    """:func:`sgd_step` in place with ``out=`` ufuncs, block by block (momentum buffer too)."""
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0 (as in PyTorch)")
-    first = bool(momentum) and "momentum_buffer" not in state
-    if first:
-        state["momentum_buffer"] = np.empty_like(param)
-    written = (param, state["momentum_buffer"]) if momentum else (param,)
-    for p, *rest in _blocks(written, grad):
-        g = rest[-1]
-        d = np.copy(g)  # an array even for 0-d parameters (ufuncs would return scalars)
-        if weight_decay:
-            d += weight_decay * p
-        if momentum:
-            b = rest[0]
-            if first:
-                b[...] = d
-            else:
-                b *= momentum
-                b += (1 - dampening) * d if dampening else d
-            if nesterov:
-                d += momentum * b
-            else:
-                d[...] = b
-        d *= lr
-        p -= d
-
-
-_cupy_kernels: dict[str, Any] = {}
-
-_CUPY_ADAM = """
-T g = grad + l2 * p;
-p *= decay;
-m += (1 - beta1) * (g - m);
-v += (1 - beta2) * (g * g - v);
-{amsgrad}
-p -= step * m / (sqrt(vv) + eps_c);
-"""
-
-
-def _cupy_kernel(name: str, in_params: str, out_params: str, body: str) -> Any:
-    """Compile an elementwise CUDA kernel once (CuPy is imported only here, on the GPU backend)."""
-    if name not in _cupy_kernels:
-        import cupy
-
-        _cupy_kernels[name] = cupy.ElementwiseKernel(in_params, out_params, body, name)
-    return _cupy_kernels[name]
-
-
-@B.register_kernel("adam", "cupy")
-def _adam_cupy(param: Any, grad: Any, state: State, *, lr: float, betas: tuple[float, float],
-               eps: float, weight_decay: float, amsgrad: bool, decoupled: bool) -> None:
-    """The Adam/AdamW step as one fused CUDA kernel: one read and write of each array."""
-    import cupy
-
-    beta1, beta2 = betas
-    t = _init_adam_state(state, param, amsgrad, cupy.zeros_like)
-    c = math.sqrt(1 - beta2 ** t)
-    scal = param.dtype.type
-    args = [grad] + [scal(x) for x in (
-        0.0 if decoupled else weight_decay, 1 - lr * weight_decay if decoupled else 1.0,
-        beta1, beta2, lr * c / (1 - beta1 ** t), eps * c)]
-    ins = "T grad, T l2, T decay, T beta1, T beta2, T step, T eps_c"
-    if amsgrad:
-        body = _CUPY_ADAM.format(amsgrad="vmax = vmax > v ? vmax : v; T vv = vmax;")
-        kern = _cupy_kernel("course_amsgrad", ins, "T p, T m, T v, T vmax", body)
-        kern(*args, param, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"])
-    else:
-        kern = _cupy_kernel("course_adam", ins, "T p, T m, T v", _CUPY_ADAM.format(amsgrad="T vv = v;"))
-        kern(*args, param, state["exp_avg"], state["exp_avg_sq"])
-
-
-@B.register_kernel("sgd", "cupy")
-def _sgd_cupy(param: Any, grad: Any, state: State, *, lr: float, momentum: float, dampening: float,
-              nesterov: bool, weight_decay: float) -> None:
-    """:func:`sgd_step` as one fused CUDA kernel (momentum buffer updated in place)."""
-    import cupy
-
-    scal = param.dtype.type
-    if not momentum:
-        kern = _cupy_kernel("course_sgd", "T grad, T lr, T wd", "T p", "p -= lr * (grad + wd * p);")
-        kern(grad, scal(lr), scal(weight_decay), param)
-        return
-    if nesterov and dampening != 0:
-        raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0 (as in PyTorch)")
-    first = "momentum_buffer" not in state
-    if first:
-        state["momentum_buffer"] = cupy.empty_like(param)
-    kern = _cupy_kernel(
-        "course_sgd_momentum", "T grad, T lr, T wd, T mu, T keep, int32 first, int32 nesterov", "T p, T b",
-        "T g = grad + wd * p; b = first ? g : mu * b + keep * g; p -= lr * (nesterov ? g + mu * b : b);")
-    kern(grad, scal(lr), scal(weight_decay), scal(momentum), scal(1 - dampening),
-         np.int32(first), np.int32(nesterov), param, state["momentum_buffer"])
-
-
 # -- optimizer classes ---------------------------------------------------------------------------
-
-class _Flat:
-    """Parameters of one dtype held in one contiguous buffer, and their state as flat arrays."""
-
-    __slots__ = ("index", "buffer", "views", "slices", "state", "active", "published")
-
-    def __init__(self, index: list[int], params: list[Tensor]) -> None:
-        xp = B.xp
-        self.index = index
-        arrays = [params[i].data for i in index]
-        self.buffer = xp.concat([xp.reshape(a, (-1,)) for a in arrays])
-        self.slices, start = [], 0
-        for a in arrays:
-            self.slices.append(slice(start, start + a.size))
-            start += a.size
-        self.views = [xp.reshape(self.buffer[s], tuple(a.shape)) for s, a in zip(self.slices, arrays)]
-        for i, view in zip(index, self.views):
-            params[i].data = view
-        self.state: State = {}
-        self.active, self.published = True, True
-
 
 class Optimizer:
     """Applies a pure update rule to every parameter with a gradient, in place.
@@ -457,13 +253,13 @@ class Optimizer:
     ``state[p]``, keyed by position). ``lr`` is an attribute: a schedule may change it between
     steps. Any rule can drive this class: ``Optimizer(params, my_rule, lr=0.1, momentum=0.9)``.
 
-    ``flat`` (NumPy/CuPy only): True keeps the parameters of each dtype in one contiguous buffer
-    (every ``param.data`` becomes a view of it; read parameters through ``param.data``) and calls
-    the rule once on the concatenated arrays, which is much faster for many small tensors but
-    right only for elementwise rules. None (default) turns it on for the class's own reference
-    rule and off for any other ``update=``, so a student's rule always sees parameter-shaped
-    arrays and per-parameter state. A flattened group falls back to per-parameter updates for
-    good once some of its parameters get no gradient in a step (their state would diverge).
+    ``flat`` (needs the optional speed package ``course.fast``, NumPy/CuPy only): True keeps the
+    parameters of each dtype in one contiguous buffer (every ``param.data`` becomes a view of it;
+    read parameters through ``param.data``) and calls the rule once on the concatenated arrays,
+    which is much faster for many small tensors but right only for elementwise rules. None
+    (default) turns it on, where available, for the class's own reference rule and off for any
+    other ``update=``, so a student's rule always sees parameter-shaped arrays and
+    per-parameter state.
     """
 
     _reference: Callable[..., Any] | None = None  # the class's own rule, known to be elementwise
@@ -480,18 +276,13 @@ class Optimizer:
         self.lr = lr
         self.hyperparams = hyperparams
         self._state: dict[Any, State] = {}
-        if flat is None:
-            flat = update is self._reference and B.name in ("numpy", "cupy")
-        elif flat and B.name not in ("numpy", "cupy"):
-            raise ValueError(f"flat=True needs the numpy or cupy backend (views of one buffer), not {B.name!r}")
-        self._flat: list[_Flat] = []
-        if flat:
-            groups: dict[Any, list[int]] = {}
-            for i, p in enumerate(self.params):
-                groups.setdefault(p.dtype, []).append(i)
-            self._flat = [_Flat(index, self.params) for index in groups.values() if len(index) > 1]
-        flattened = {i for g in self._flat for i in g.index}
-        self._loose = [i for i in range(len(self.params)) if i not in flattened]
+        groups = B.kernel("flat_buffers", layout=True) if flat or flat is None else None
+        if flat and groups is None:
+            raise ValueError(f"flat=True needs the speed package course.fast and the numpy or cupy "
+                             f"backend (views of one buffer); here the backend is {B.name!r}")
+        if flat is None and update is not self._reference:
+            groups = None
+        self._flat = groups(self) if groups is not None else None  # course.fast.flat.FlatGroups
 
     def __repr__(self) -> str:
         hyper = "".join(f", {k}={v!r}" for k, v in self.hyperparams.items())
@@ -501,9 +292,8 @@ class Optimizer:
     @property
     def state(self) -> dict[Any, State]:
         """Per-parameter state by index (for flattened groups: views of the flat state arrays)."""
-        for group in self._flat:
-            if not group.published:
-                self._publish(group)
+        if self._flat is not None:
+            self._flat.publish()
         return self._state
 
     def zero_grad(self) -> None:
@@ -519,16 +309,14 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         kern = self._fast()
-        for group in self._flat:
-            if not (group.active and self._flat_step(group, kern)):
-                for i in group.index:
-                    self._param_step(i, kern)
-        for i in self._loose:
+        if self._flat is not None:
+            self._flat.step(kern)
+        for i in range(len(self.params)) if self._flat is None else self._flat.loose:
             self._param_step(i, kern)
         return loss
 
     def _fast(self) -> Callable[..., None] | None:
-        """The backend's in-place kernel for this rule, when the reference rule is in use."""
+        """The in-place kernel of ``course.fast`` for this rule, when the reference rule is in use."""
         if self._kernel is None or self.update is not self._reference:
             return None
         fn = B.kernel(self._kernel[0])
@@ -560,96 +348,11 @@ class Optimizer:
             )
         target[...] = new
 
-    def _flat_step(self, group: _Flat, kern: Callable[..., None] | None) -> bool:
-        """Update the whole group with one call; False (and the group goes per-parameter for
-        good) when some, but not all, of its parameters have no gradient."""
-        xp = B.xp
-        grads = []
-        for k, i in enumerate(group.index):
-            p = self.params[i]
-            if p.data is not group.views[k] and not self._reattach(group, k):
-                self._publish(group)
-                group.active = False
-                return False
-            if p.grad is None:
-                if all(self.params[j].grad is None for j in group.index):
-                    return True  # nothing to update; the states stay in step
-                self._publish(group)
-                group.active = False
-                return False
-            g = p.grad.data
-            if tuple(g.shape) != tuple(p.data.shape):
-                raise ValueError(f"parameter {i} has shape {p.shape} but its gradient has shape {tuple(g.shape)}")
-            grads.append(xp.reshape(g, (-1,)))
-        flat_grad = xp.concat(grads)
-        if kern is not None:
-            kern(group.buffer, flat_grad, group.state)
-        else:
-            new, new_state = self.update(group.buffer, flat_grad, group.state, lr=self.lr, **self.hyperparams)
-            self._write(group.buffer, new, "the flattened parameters")
-            for key, value in new_state.items():  # copy into the existing arrays: views stay valid
-                old = group.state.get(key)
-                if _is_array(old) and _is_array(value) and old.shape == value.shape:
-                    old[...] = value
-                else:  # a new entry; two entries must not share one array (both are written in place)
-                    shared = any(value is v for v in group.state.values()) and _is_array(value)
-                    group.state[key] = _copy(value) if shared else value
-        group.published = False
-        return True
-
-    def _reattach(self, group: _Flat, k: int) -> bool:
-        """Someone assigned a new array to ``param.data`` (e.g. ``load_state_dict``): copy it into
-        the buffer and re-point. False when it is of another array type or dtype (``model.to``)
-        before any step: the group is then updated per parameter, on the new arrays."""
-        i, view = group.index[k], group.views[k]
-        new = self.params[i].data
-        same_kind = type(new) is type(view) and new.dtype == view.dtype
-        if not same_kind and not group.state and tuple(new.shape) == tuple(view.shape):
-            return False
-        if not same_kind or tuple(new.shape) != tuple(view.shape):
-            raise ValueError(
-                f"parameter {i} was replaced by an array of another type, shape or dtype "
-                f"({type(new).__name__} {tuple(new.shape)} {new.dtype}) after the optimizer took "
-                "steps; create the optimizer after moving or converting the model"
-            )
-        view[...] = new
-        self.params[i].data = view
-        return True
-
-    def _publish(self, group: _Flat) -> None:
-        """Per-parameter state dicts whose arrays are views of the group's flat state."""
-        n = group.buffer.shape[0]
-        for i, s, view in zip(group.index, group.slices, group.views):
-            self._state[i] = {
-                k: B.xp.reshape(v[s], tuple(view.shape)) if _is_array(v) and tuple(v.shape) == (n,) else v
-                for k, v in group.state.items()
-            }
-        group.published = True
-
-    def _pack(self, group: _Flat) -> None:
-        """Rebuild the flat state from per-parameter states, if they agree (same step and keys)."""
-        xp = B.xp
-        states = [self._state.get(i, {}) for i in group.index]
-        first = states[0]
-        arrays = [k for k, v in first.items() if _is_array(v)]
-        agree = all(
-            s.keys() == first.keys()
-            and all(s[k] == first[k] for k in first if k not in arrays)
-            and all(_is_array(s[k]) and tuple(s[k].shape) == tuple(self.params[i].shape) for k in arrays)
-            for i, s in zip(group.index, states)
-        )
-        group.active, group.published = agree, True
-        if agree:
-            group.state = {k: v for k, v in first.items() if k not in arrays}
-            for k in arrays:
-                group.state[k] = xp.concat([xp.reshape(s[k], (-1,)) for s in states])
-            self._publish(group)
-
     def state_dict(self) -> dict[str, Any]:
         """A copy of the state and hyperparameters, laid out like PyTorch's:
         ``{"state": {i: {...}}, "param_groups": [{"lr": ..., <hyperparameters>, "params": [0, ...]}]}``."""
         return {
-            "state": {i: {k: _copy(v) for k, v in s.items()} for i, s in self.state.items()},
+            "state": {i: {k: B.copy_array(v) for k, v in s.items()} for i, s in self.state.items()},
             "param_groups": [{"lr": self.lr, **self.hyperparams, "params": list(range(len(self.params)))}],
         }
 
@@ -665,9 +368,9 @@ class Optimizer:
         self.lr, self.hyperparams = group["lr"], hyper
         self._state = {}
         for i, s in state_dict["state"].items():
-            self._state[i] = {k: B.asarray(np.array(B.to_numpy(v))) if _is_array(v) else v for k, v in s.items()}
-        for g in self._flat:
-            self._pack(g)
+            self._state[i] = {k: B.asarray(np.array(B.to_numpy(v))) if B.is_array(v) else v for k, v in s.items()}
+        if self._flat is not None:
+            self._flat.repack()
 
 
 def _param_list(params: Iterable[Tensor] | Tensor) -> list[Tensor]:

@@ -14,7 +14,7 @@ from grader.config import Course, GraderError, nbgrader_config
 from grader.nb import HIDDEN_BEGIN, read_notebook
 
 __all__ = ["build", "compare_release", "verify_release", "student_edition", "stub_function",
-           "locate"]
+           "stub_message", "locate"]
 
 
 def _validate_source(path: Path) -> None:
@@ -140,9 +140,19 @@ def stub_function(source: str, qualname: list[str], message: str) -> str:
     return "".join(lines[:start]) + stub + "".join(lines[end:])
 
 
+def stub_message(ex: Exercise) -> str:
+    """What a stubbed library function of the edition says: the exercise, where it is, and how
+    the student's own function plugs in."""
+    plug = f": {ex.plug}" if ex.plug else ""
+    return (f"{ex.function} is exercise '{ex.id}' of {ex.assignment} "
+            f"(notebooks/{ex.assignment}/{ex.notebook}.ipynb): write it there and pass your "
+            f"function in{plug}")
+
+
 def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[Exercise]:
-    """Write the hand-out: ``dest/notebooks`` (the release), ``dest/course`` with each catalog'd
-    reference function stubbed, licence files, and a pyproject that installs ``course`` only.
+    """Write the hand-out: ``dest/notebooks`` (the release), ``dest/course`` without the speed
+    package ``course/fast`` and with each catalog'd reference (``replaces`` and
+    ``also_replaces``) stubbed, licence files, and a pyproject that installs ``course`` only.
     ``verify`` first checks that notebooks/ is what solutions/ builds (skip it right after a
     build). Returns the exercises stubbed."""
     if dest.exists() and any(dest.iterdir()):
@@ -152,19 +162,24 @@ def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[
         raise GraderError("notebooks/ is not what solutions/ builds:\n" + "\n".join(stale))
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
     shutil.copytree(course.notebooks, dest / "notebooks", ignore=ignore, dirs_exist_ok=True)
-    shutil.copytree(course.root / "course", dest / "course", ignore=ignore)
+    library = course.root / "course"
+
+    def leave_out(folder: str, names: list[str]) -> set[str]:
+        # fused kernels and flat buffers restate graded formulas; without them every call
+        # reaches the readable code, i.e. the stubs
+        return set(ignore(folder, names)) | ({"fast"} if Path(folder) == library else set())
+
+    shutil.copytree(library, dest / "course", ignore=leave_out)
     for name in ("LICENSE", "NOTICE"):
         if (course.root / name).is_file():
             shutil.copy2(course.root / name, dest / name)
     stubbed = [ex for ex in course.catalog().functions if ex.replaces]
     edits: dict[Path, str] = {}
     for ex in stubbed:
-        path, qualname = locate(dest / "course", ex.replaces)
-        message = (f"{ex.function} is exercise '{ex.id}' of {ex.assignment} "
-                   f"(notebooks/{ex.assignment}/{ex.notebook}.ipynb): write it there and pass "
-                   "your function in.")
-        text = edits.get(path) or path.read_text(encoding="utf-8")
-        edits[path] = stub_function(text, qualname, message)
+        for dotted in (ex.replaces, *ex.also_replaces):
+            path, qualname = locate(dest / "course", dotted)
+            text = edits.get(path) or path.read_text(encoding="utf-8")
+            edits[path] = stub_function(text, qualname, stub_message(ex))
     for path, text in edits.items():
         compile(text, str(path), "exec")  # a broken stub must fail here, not in class
         path.write_text(text, encoding="utf-8")

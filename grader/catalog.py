@@ -14,6 +14,10 @@ Each assignment has a catalog file next to its check module, ``grader/checks/<mo
     signature = "adam_step(w, g, m, v, t, *, lr, beta1, beta2, eps) -> (w, m, v)"
     replaces = "course.optim.adam_step"   # the library's version: stubbed in the student
                                           # edition, refused while the check runs
+    also_replaces = []                    # other library functions computing the same thing:
+                                          # stubbed in the edition with the same message
+    plug = "optim.Adam(params, update=adam_step)"   # how the student's function drives the
+                                                    # library (said by the edition's stubs)
     dtypes = ["float64", "float32"]       # dtypes the check feeds and accepts back
     tolerance = { float64 = [1e-10, 1e-12], float32 = [1e-4, 1e-6] }   # [rtol, atol]
     variants = ["eps added after the square root", "eps inside the square root"]
@@ -36,8 +40,8 @@ __all__ = ["Exercise", "Catalog", "CatalogError", "load_catalog", "load_module_s
 
 KINDS = ("function", "value", "written")
 _FIELDS = {"id", "notebook", "kind", "points", "summary", "function", "signature", "replaces",
-           "dtypes", "tolerance", "variants"}
-_FUNCTION_ONLY = {"function", "signature", "replaces", "dtypes", "tolerance"}
+           "also_replaces", "plug", "dtypes", "tolerance", "variants"}
+_FUNCTION_ONLY = {"function", "signature", "replaces", "also_replaces", "plug", "dtypes", "tolerance"}
 
 
 class CatalogError(ValueError):
@@ -58,6 +62,8 @@ class Exercise:
     function: str | None = None
     signature: str | None = None
     replaces: str | None = None
+    also_replaces: tuple[str, ...] = ()
+    plug: str | None = None
     dtypes: tuple[str, ...] = ()
     tolerance: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     variants: tuple[str, ...] = ()
@@ -105,6 +111,7 @@ def _exercise(raw: Mapping[str, Any], assignment: str, module: str, where: str) 
         assignment=assignment, module=module, id=raw["id"], notebook=raw["notebook"], kind=kind,
         points=float(points), summary=raw.get("summary", ""), function=raw.get("function"),
         signature=raw.get("signature"), replaces=raw.get("replaces"),
+        also_replaces=tuple(raw.get("also_replaces", ())), plug=raw.get("plug"),
         dtypes=tuple(raw.get("dtypes", ())), tolerance=tolerance,
         variants=tuple(raw.get("variants", ())),
     )

@@ -73,7 +73,7 @@ def test_batch_norm_trains_a_deep_mlp_where_the_plain_one_diverges():
     sizes = [64] + [64] * 8 + [10]  # 9 layers deep
     results = {}
     for bn in (False, True):
-        model = nn.MLP(sizes, batch_norm=bn, rng=0)
+        model = nn.MLP(sizes, batch_norm=bn, init="kaiming_uniform", rng=0)  # He: the notebook's set-up
         start = T.evaluate(model, *train, losses.cross_entropy)["loss"]
         with np.errstate(all="ignore"):  # the plain network overflows: that is the point
             h = T.fit(model, losses.cross_entropy, optim.SGD(model.parameters(), lr=1.0), train, val,

@@ -386,7 +386,7 @@ def test_flat_buffer_views_follow_reassignment_and_missing_gradients():
     flat, per = optim.Adam(a, **kwargs), optim.Adam(b, **kwargs, flat=False)
     assert a[0].data.base is not None and all(p.data.base is a[0].data.base for p in a)  # one buffer
     flat.step()  # no gradients at all: nothing moves, the group stays flat
-    assert flat._flat[0].active and all(np.array_equal(p.numpy(), x) for p, x in zip(a, starts))
+    assert flat._flat.groups[0].active and all(np.array_equal(p.numpy(), x) for p, x in zip(a, starts))
     for t, gs in enumerate(grads):
         for j, (pa, pb, g) in enumerate(zip(a, b, gs)):
             # step 2: the matrix gets no gradient (its state must not advance); step 3: someone

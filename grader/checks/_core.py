@@ -21,13 +21,14 @@ error; when the answer equals a known wrong formula (``mistakes``), they name th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import sys
 import traceback
 import types
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -251,3 +252,19 @@ def guard(spec: Exercise) -> Iterator[Callable[..., Any]]:
         yield pristine
     finally:
         target.__code__ = original
+
+
+@contextlib.contextmanager
+def refusing(spec: Exercise, paths: Sequence[str]) -> Iterator[dict[str, Callable[..., Any]]]:
+    """:func:`guard` for every library function in ``paths`` that exists here (the speed package
+    ``course.fast`` is absent from the student edition: nothing to refuse there); the block
+    receives untouched copies, by path."""
+    with contextlib.ExitStack() as stack:
+        pristine = {}
+        for dotted in paths:
+            try:
+                resolve(dotted)
+            except (ImportError, AttributeError):
+                continue
+            pristine[dotted] = stack.enter_context(guard(dataclasses.replace(spec, replaces=dotted)))
+        yield pristine

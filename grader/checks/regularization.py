@@ -27,11 +27,10 @@ their namespace for the check), so a wrong mask costs the mask exercise only.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -53,9 +52,8 @@ EARLY_STOPPING_LIBRARY = ("course.train.early_stopping_epoch", "course.train.Ear
 def _refused(spec: Any, paths: Sequence[str]) -> Iterator[dict[str, Callable[..., Any]]]:
     """Refuse every library function in ``paths`` while the block runs (see ``C.guard``);
     the block receives untouched copies, by path."""
-    with ExitStack() as stack:
-        yield {dotted: stack.enter_context(C.guard(dataclasses.replace(spec, replaces=dotted)))
-               for dotted in paths}
+    with C.refusing(spec, paths) as pristine:
+        yield pristine
 
 
 @contextmanager
