@@ -156,3 +156,22 @@ def test_course_source_never_imports_grader():
         f"course/ imports the instructor-only grader package at {offenders}; the student "
         "edition ships without grader/, so move that code into grader/"
     )
+
+
+def test_only_the_kernel_registry_reaches_the_speed_package():
+    """course/fast is optional (the student edition leaves it out): the readable modules never
+    import it; backend.kernel() loads it on the first lookup, if it is there."""
+    offenders = []
+    for path in sorted((ROOT / "course").rglob("*.py")):
+        if "fast" in path.relative_to(ROOT / "course").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"] + [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(n.split(".")[-1] == "fast" or ".fast." in n or n.startswith("course.fast") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"{offenders} import course.fast; register a kernel there instead"
