@@ -342,3 +342,32 @@ def test_class_defaults_ask_for_the_students_function(edition):
         assert "write it there and pass your function in" in message
         if plugs.get(function):
             assert plugs[function] in message, f"{case}: {message}"
+
+
+# -- the edition as a student who finished gets it ---------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", COURSE.assignments())
+def test_finished_notebooks_run_top_to_bottom_on_the_edition(edition, assignment, tmp_path):
+    """The edition's release notebook with every answer filled in runs without an error in a
+    kernel that sees only the edition's ``course`` (no course.fast, no grader)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from grader.fabricate import fill_submission
+
+    for release in sorted((edition / "notebooks" / assignment).glob("*.ipynb")):
+        solution = nbformat.read(COURSE.solutions / assignment / release.name, as_version=4)
+        nb = fill_submission(nbformat.read(release, as_version=4), solution)
+        env = {**os.environ, "PYTHONPATH": str(edition), "OMP_NUM_THREADS": "1",
+               "OPENBLAS_NUM_THREADS": "1"}
+        env.pop("COURSE_BACKEND", None)
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(release.parent)}}).execute(env=env)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{release.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+        probe = nbformat.v4.new_code_cell("import course, course.backend as B; "
+                                          "print(course.__file__, B.kernel('adam'))")
+        nb.cells = [probe]
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute(env=env)
+        assert nb.cells[0].outputs[0]["text"].split() == [str(edition / "course" / "__init__.py"), "None"]
