@@ -171,6 +171,12 @@ class SandboxExecute(Execute):
             self._stopped = message
             self._run.outcome, self._run.message = outcome, message
 
+    async def _check_raise_for_error(self, cell: NotebookNode, cell_index: int,
+                                     exec_reply: dict[str, Any] | None) -> None:
+        payload = (exec_reply or {}).get("content", {}).get("payload") or []
+        self._exit_asked = any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
+        await super()._check_raise_for_error(cell, cell_index, exec_reply)
+
     async def _kill(self) -> None:
         if self.km is not None and await self.km.is_alive():
             await self.km.shutdown_kernel(now=True)
@@ -206,8 +212,12 @@ class SandboxExecute(Execute):
                        store_history: bool, records: list[Record]) -> NotebookNode:
         limits = self.context.limits
         self._cell_records = records
+        self._exit_asked = False
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            if self._exit_asked:  # exit()/quit(): the kernel stops 0.1 s later; the next cell must not win that race
+                self._stop("kernel died", exit_reason(self._exit_code(), limits))
+                await self._kill()
         except DeadKernelError:
             self._stop("kernel died", exit_reason(self._exit_code(), limits))
             cell.outputs.append(_error("KernelDied", f"{self._stopped}, while this cell ran"))
