@@ -11,6 +11,7 @@ from pathlib import Path
 
 from grader.catalog import Exercise
 from grader.config import Course, GraderError, nbgrader_config
+from grader.labsetup import write_student_setup
 from grader.nb import HIDDEN_BEGIN, read_notebook
 
 __all__ = ["build", "compare_release", "verify_release", "student_edition", "stub_function",
@@ -152,7 +153,8 @@ def stub_message(ex: Exercise) -> str:
 def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[Exercise]:
     """Write the hand-out: ``dest/notebooks`` (the release), ``dest/course`` without the speed
     package ``course/fast`` and with each catalog'd reference (``replaces`` and
-    ``also_replaces``) stubbed, licence files, and a pyproject that installs ``course`` only.
+    ``also_replaces``) stubbed, licence files, a pyproject that installs ``course`` only, and
+    the student JupyterLab set-up (``dest/lab``, see :mod:`grader.labsetup`) with a README.
     ``verify`` first checks that notebooks/ is what solutions/ builds (skip it right after a
     build). Returns the exercises stubbed."""
     if dest.exists() and any(dest.iterdir()):
@@ -185,7 +187,20 @@ def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[
         path.write_text(text, encoding="utf-8")
     if (course.root / "pyproject.toml").is_file():
         (dest / "pyproject.toml").write_text(_student_pyproject(course), encoding="utf-8")
+    if (course.root / "lab").is_dir():
+        lines = write_student_setup(dest, lab=course.root / "lab")
+        (dest / "README.md").write_text("\n".join(_EDITION_README + lines) + "\n", encoding="utf-8")
     return stubbed
+
+
+_EDITION_README = [
+    "# The course notebooks",
+    "",
+    "`notebooks/` holds the assignments; `course/` is the small library they plug into. Its",
+    "graded functions are stubs that name their exercise: write yours in the notebook and pass it",
+    "in as the stub's message says (e.g. `optim.Adam(params, update=adam_step)`).",
+    "",
+]
 
 
 def _student_pyproject(course: Course) -> str:

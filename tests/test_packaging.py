@@ -1,5 +1,5 @@
-"""Packaging checks: the dependency lists agree, the lock pins them, data files ship,
-and `import course` stays light and free of the instructor-only `grader` package."""
+"""Packaging checks: the dependency lists agree, the lock pins them for every supported Python,
+data files ship, and `import course` stays light and free of the instructor-only `grader` package."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Packages that are part of the interpreter/installer set-up rather than of the project.
 TOOLING = {"python", "pip"}
+# The extras constraints.txt pins besides the runtime dependencies (gpu's CuPy wheels are
+# CUDA-specific and stay out of the lock).
+LOCKED_EXTRAS = ("test", "cluster")
+# The newest Python the lock was resolved for (uv pip compile --python-version 3.14); README says so.
+NEWEST_PYTHON = "3.14"
 
 
 def normalize(name: str) -> str:
@@ -93,15 +99,151 @@ def test_conda_line_parser_reads_unindented_lists_and_skips_channels():
     assert conda_packages(text) == {"numpy", "array-api-strict"}
 
 
+def lock_lines() -> list[str]:
+    """The requirement lines of constraints.txt, comments dropped."""
+    lines = (line.split("#", 1)[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def locked_packages() -> set[str]:
+    """What the lock must pin: the runtime dependencies and the LOCKED_EXTRAS."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [
+        spec for extra in LOCKED_EXTRAS for spec in project["optional-dependencies"][extra]
+    ]
+    return {requirement_name(s) for s in specs}
+
+
 def test_constraints_pin_every_dependency_and_not_torch():
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            pins[requirement_name(line)] = line
-    unpinned = sorted(n for n in pyproject_packages() if "==" not in pins.get(n, ""))
+    pins: dict[str, list[str]] = {}
+    for line in lock_lines():
+        pins.setdefault(requirement_name(line), []).append(line)
+    unpinned = sorted(n for n in locked_packages() if not any("==" in p for p in pins.get(n, [])))
     assert not unpinned, f"constraints.txt does not pin {unpinned}; run `make lock`"
     assert "torch" not in pins, "constraints.txt pins torch (bench-only); run `make lock`"
+
+
+def parsed_lock():
+    """constraints.txt as packaging Requirements (markers parsed), skipped without packaging."""
+    requirements = pytest.importorskip("packaging.requirements")
+    return [requirements.Requirement(line) for line in lock_lines()]
+
+
+def oldest_python():
+    """The lowest Python pyproject's `requires-python` admits (">=3.11" -> 3.11.0)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    lows = [Version(s.version) for s in requires if s.operator in (">=", "~=", "==")]
+    assert len(lows) == 1, f"cannot read one lower bound from requires-python {requires}"
+    return Version(".".join(map(str, (lows[0].release + (0, 0))[:3])))
+
+
+def supported_pythons(requirements) -> list:
+    """Python versions to probe, oldest..NEWEST_PYTHON: every minor's x.y.0, every version a marker
+    of the lock names and the release after it (where a `>` or `<=` bound flips)."""
+    from packaging.version import Version
+
+    oldest, newest = oldest_python(), Version(NEWEST_PYTHON)
+    found = {oldest}
+    found |= {Version(f"3.{minor}.0") for minor in range(oldest.minor, newest.minor + 1)}
+    for req in requirements:
+        for literal in re.findall(r"python_(?:full_)?version\s*[<>=!~]+\s*['\"]([\d.]+)['\"]", str(req.marker or "")):
+            major, minor, micro = (Version(literal).release + (0, 0))[:3]
+            found |= {Version(f"{major}.{minor}.{micro}"), Version(f"{major}.{minor}.{micro + 1}")}
+    return sorted(v for v in found if oldest <= v and (v.major, v.minor) <= (newest.major, newest.minor))
+
+
+def environments(python):
+    """Marker environments of CPython `python` on Linux, macOS and Windows."""
+    from packaging.markers import default_environment
+
+    for sys_platform, platform_system, os_name in [
+        ("linux", "Linux", "posix"), ("darwin", "Darwin", "posix"), ("win32", "Windows", "nt"),
+    ]:
+        env = default_environment()
+        env.update(
+            python_version=f"{python.major}.{python.minor}", python_full_version=str(python),
+            implementation_name="cpython", implementation_version=str(python),
+            platform_python_implementation="CPython",
+            sys_platform=sys_platform, platform_system=platform_system, os_name=os_name,
+        )
+        yield env
+
+
+def test_lock_pins_exact_versions_with_valid_markers():
+    for req in parsed_lock():
+        specs = list(req.specifier)
+        assert not req.url and not req.extras and len(specs) == 1 and specs[0].operator == "==" \
+            and "*" not in specs[0].version, f"constraints.txt: {req} is not one exact pin; run `make lock`"
+
+
+def test_lock_pins_each_package_once_on_every_supported_python():
+    """The universal lock: on each supported Python and OS, every dependency has exactly one pin
+    whose marker matches (two matching lines would make pip fail, none would leave it unpinned)."""
+    requirements = parsed_lock()
+    wanted = locked_packages()
+    for python in supported_pythons(requirements):
+        for env in environments(python):
+            matching: dict[str, list[str]] = {}
+            for req in requirements:
+                if req.marker is None or req.marker.evaluate(env):
+                    matching.setdefault(normalize(req.name), []).append(str(req))
+            twice = {n: m for n, m in matching.items() if len(m) > 1}
+            assert not twice, f"on Python {python} ({env['sys_platform']}) constraints.txt pins {twice}"
+            missing = sorted(wanted - set(matching))
+            assert not missing, f"on Python {python} ({env['sys_platform']}) constraints.txt pins no {missing}"
+
+
+def test_installed_pins_admit_every_python_their_markers_admit():
+    """Each pinned release installed here declares (Requires-Python) every supported Python its
+    line's marker lets pip install it on: soupsieve 4.1.2 (>= 3.11.5) pinned without a marker made
+    the lock uninstallable on Debian 12's 3.11.2. CI's oldest-Python run checks the other lines."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    requirements = parsed_lock()
+    pythons = supported_pythons(requirements)
+    checked, wrong = [], []
+    for req in requirements:
+        pinned = Version(next(iter(req.specifier)).version)
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            continue  # another platform's or another Python's line
+        if Version(dist.version) != pinned:
+            continue
+        checked.append(normalize(req.name))
+        requires = SpecifierSet(dist.metadata.get("Requires-Python") or "")
+        excluded = [
+            str(python) for python in pythons
+            if not requires.contains(python, prereleases=True)
+            and any(req.marker is None or req.marker.evaluate(env) for env in environments(python))
+        ]
+        if excluded:
+            wrong.append(f"{req} (Requires-Python {requires}) on Python {', '.join(excluded)}")
+    if len(checked) < len(requirements) // 2:
+        pytest.skip(f"only {len(checked)} of {len(requirements)} pins are installed here; "
+                    "this environment was not installed from constraints.txt")
+    assert not wrong, (
+        f"constraints.txt pins releases for Pythons they do not support: {wrong}; run `make lock` "
+        "(a universal lock gives them markers)"
+    )
+
+
+def test_lock_bound_is_the_oldest_python_pyproject_admits():
+    """`make lock` resolves from LOCK_PYTHON up; it must be requires-python's lower bound, and the
+    committed lock must say it was made for it."""
+    from packaging.version import Version
+
+    bound = re.search(r"^LOCK_PYTHON\s*:?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert bound, "the Makefile sets no LOCK_PYTHON for `make lock`"
+    assert Version(bound.group(1)) == oldest_python(), (
+        f"Makefile LOCK_PYTHON {bound.group(1)} is not requires-python's lower bound {oldest_python()}"
+    )
+    header = "".join(l for l in (ROOT / "constraints.txt").read_text().splitlines(True) if l.startswith("#"))
+    assert f"CPython {bound.group(1)} and newer" in header, "constraints.txt was not made by `make lock`"
 
 
 def test_every_data_file_is_shipped_as_package_data():

@@ -371,3 +371,12 @@ def test_finished_notebooks_run_top_to_bottom_on_the_edition(edition, assignment
         nb.cells = [probe]
         NotebookClient(nb, timeout=60, kernel_name="python3").execute(env=env)
         assert nb.cells[0].outputs[0]["text"].split() == [str(edition / "course" / "__init__.py"), "None"]
+
+
+def test_the_edition_installs_the_student_lab(edition):
+    """The edition carries the student's JupyterLab set-up (not the instructor's) and says how
+    to start it."""
+    assert (edition / "lab" / "start.py").is_file() and (edition / "lab" / "student").is_dir()
+    assert not (edition / "lab" / "instructor").exists()
+    readme = (edition / "README.md").read_text(encoding="utf-8")
+    assert "pip install -e ." in readme and "python lab/start.py" in readme
