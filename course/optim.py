@@ -156,12 +156,12 @@ def rmsprop_nesterov_step(param: Array, grad: Array, state: State, *, lr: float 
     p ← p − lr·(s + μ·b)
 
     The notes' θ is recovered as ``p + μ·lr·b``. Computed through :func:`rmsprop_step` with
-    momentum, which steps by lr·b, plus the look-ahead lr·μ·s. State: ``"step"``,
+    momentum, which steps by lr·b; the look-ahead adds lr·(s + μ·b − b) = lr·μ·(b − b_old). State: ``"step"``,
     ``"square_avg"``, ``"momentum_buffer"``.
     """
     new, new_state = rmsprop_step(param, grad, state, lr=lr, alpha=alpha, eps=eps, momentum=momentum)
     b, b_old = new_state["momentum_buffer"], state.get("momentum_buffer")
-    # rmsprop_step stepped by lr·b; the look-ahead adds lr·μ·s = lr·μ·(b − b_old)
+    # rmsprop_step stepped by lr·b; the look-ahead needs lr·(s + μ·b), i.e. lr·μ·(b − b_old) more
     return new - lr * momentum * (b if b_old is None else b - b_old), new_state
 
 

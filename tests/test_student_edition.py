@@ -94,15 +94,13 @@ def _hidden_call(ex: Any) -> tuple[Callable[..., None], list[str]]:
     cells = json.loads((COURSE.solutions / ex.assignment / f"{ex.notebook}.ipynb").read_text())["cells"]
     source = next("".join(c["source"]) for c in cells
                   if c["metadata"].get("nbgrader", {}).get("grade_id") == ex.id)
-    for node in ast.walk(ast.parse(source)):
+    nodes = list(ast.walk(ast.parse(source)))
+    imported = {a.asname or a.name: a.name for n in nodes
+                if isinstance(n, ast.ImportFrom) and n.module == "grader.checks" for a in n.names}
+    for node in nodes:
         if isinstance(node, ast.Call) and getattr(node.func, "attr", "").startswith("check_"):
-            module = next(n.module for n in ast.walk(ast.parse(source))
-                          if isinstance(n, ast.ImportFrom) and n.module == "grader.checks")
-            alias = node.func.value.id
-            imported = next(a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)
-                            and n.module == module for a in n.names if (a.asname or a.name) == alias)
-            check = getattr(importlib.import_module(f"{module}.{imported}"), node.func.attr)
-            return check, [a.id for a in node.args]
+            module = importlib.import_module(f"grader.checks.{imported[node.func.value.id]}")
+            return getattr(module, node.func.attr), [a.id for a in node.args]
     raise AssertionError(f"no hidden check call in {ex.key}")
 
 

@@ -62,13 +62,6 @@ def _trajectory(reference: Rule, inputs: Sequence[tuple[np.ndarray, ...]],
 
 
 @contextmanager
-def _blocked(spec: Any, also: Sequence[str]) -> Iterator[None]:
-    """Refuse, besides ``spec.replaces``, library functions that compute the same thing."""
-    with C.refusing(spec, also):
-        yield
-
-
-@contextmanager
 def _quiet() -> Iterator[None]:
     """No floating-point warnings: a known mistake may divide by zero, and graded cells must
     write nothing to stderr."""
@@ -187,7 +180,7 @@ def _run_rule(fn: Rule, *, name: str, spec: Any, reference: Rule,
     keys = list(state_keys)
     failure: tuple[str, str | None] | None = None
     consistent = list(mistakes)  # known mistakes that explain every step so far
-    with _blocked(spec, also_blocked):
+    with C.refusing(spec, also_blocked):  # library functions computing the same thing
         for step in steps:
             what = _describe(name, hyper, step.args, step.t)
             new_param, new_state = _call_rule(fn, step, hyper, what)

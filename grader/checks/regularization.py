@@ -49,14 +49,6 @@ EARLY_STOPPING_LIBRARY = ("course.train.early_stopping_epoch", "course.train.Ear
 
 
 @contextmanager
-def _refused(spec: Any, paths: Sequence[str]) -> Iterator[dict[str, Callable[..., Any]]]:
-    """Refuse every library function in ``paths`` while the block runs (see ``C.guard``);
-    the block receives untouched copies, by path."""
-    with C.refusing(spec, paths) as pristine:
-        yield pristine
-
-
-@contextmanager
 def _reference_mask(dropout: Callable[..., Any], mask: Callable[..., Any]) -> Iterator[None]:
     """While the block runs, the name ``dropout_mask`` in the student's namespace (where their
     ``dropout`` looks it up) is the reference: a wrong mask is graded once, in its own exercise."""
@@ -195,7 +187,7 @@ def _mask_of(dropout_mask: Callable[..., Any], what: str, p: float, mode: str | 
 @check
 def check_dropout_mask(dropout_mask):
     spec = SPEC["dropout_mask"]
-    with _refused(spec, DROPOUT_LIBRARY):
+    with C.refusing(spec, DROPOUT_LIBRARY):
         for dtype in spec.dtypes:
             rtol = spec.tol(dtype)[0]
             for mode in MODES:
@@ -230,7 +222,7 @@ def _input(key: Sequence[Any], shape: tuple[int, ...], dtype: Any) -> np.ndarray
 @check
 def check_dropout(dropout):
     spec = SPEC["dropout"]
-    with _refused(spec, DROPOUT_LIBRARY) as library, \
+    with C.refusing(spec, DROPOUT_LIBRARY) as library, \
             _reference_mask(dropout, library["course.functional.dropout_mask"]):
         for dtype in spec.dtypes:
             tol = spec.tol(dtype)
@@ -468,7 +460,7 @@ def _describe(losses: Sequence[float], patience: int, as_array: bool) -> str:
 def check_early_stopping_epoch(early_stopping_epoch):
     spec = SPEC["early_stopping_epoch"]
     cases, answers, expected = list(_CASES) + _random_cases(40), [], []
-    with _refused(spec, EARLY_STOPPING_LIBRARY):
+    with C.refusing(spec, EARLY_STOPPING_LIBRARY):
         for i, (losses, patience) in enumerate(cases):
             as_array = i % 3 == 2  # History gives lists; float32 arrays must work too
             arg: Any = np.asarray(losses, dtype=np.float32) if as_array else list(losses)
