@@ -14,8 +14,8 @@ from grader.config import Course, GraderError, nbgrader_config
 from grader.labsetup import write_student_setup
 from grader.nb import HIDDEN_BEGIN, read_notebook
 
-__all__ = ["build", "compare_release", "verify_release", "student_edition", "stub_function",
-           "stub_message", "locate"]
+__all__ = ["build", "compare_release", "verify_release", "student_edition", "edition_library",
+           "stub_function", "stub_message", "locate"]
 
 
 def _validate_source(path: Path) -> None:
@@ -150,6 +150,34 @@ def stub_message(ex: Exercise) -> str:
             f"function in{plug}")
 
 
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+
+
+def edition_library(course: Course, dest: Path) -> list[Exercise]:
+    """Write ``dest/course``: the course's library without the speed package ``course/fast``
+    and with each catalog'd reference (``replaces`` and ``also_replaces``) stubbed, as students
+    get it and as grading kernels run it. Returns the exercises stubbed."""
+    library = course.root / "course"
+
+    def leave_out(folder: str, names: list[str]) -> set[str]:
+        # fused kernels and flat buffers restate graded formulas; without them every call
+        # reaches the readable code, i.e. the stubs
+        return set(_IGNORE(folder, names)) | ({"fast"} if Path(folder) == library else set())
+
+    shutil.copytree(library, dest / "course", ignore=leave_out)
+    stubbed = [ex for ex in course.catalog().functions if ex.replaces]
+    edits: dict[Path, str] = {}
+    for ex in stubbed:
+        for dotted in (ex.replaces, *ex.also_replaces):
+            path, qualname = locate(dest / "course", dotted)
+            text = edits.get(path) or path.read_text(encoding="utf-8")
+            edits[path] = stub_function(text, qualname, stub_message(ex))
+    for path, text in edits.items():
+        compile(text, str(path), "exec")  # a broken stub must fail here, not in class
+        path.write_text(text, encoding="utf-8")
+    return stubbed
+
+
 def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[Exercise]:
     """Write the hand-out: ``dest/notebooks`` (the release), ``dest/course`` without the speed
     package ``course/fast`` and with each catalog'd reference (``replaces`` and
@@ -162,29 +190,11 @@ def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[
     stale = verify_release(course) if verify else []
     if stale:
         raise GraderError("notebooks/ is not what solutions/ builds:\n" + "\n".join(stale))
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
-    shutil.copytree(course.notebooks, dest / "notebooks", ignore=ignore, dirs_exist_ok=True)
-    library = course.root / "course"
-
-    def leave_out(folder: str, names: list[str]) -> set[str]:
-        # fused kernels and flat buffers restate graded formulas; without them every call
-        # reaches the readable code, i.e. the stubs
-        return set(ignore(folder, names)) | ({"fast"} if Path(folder) == library else set())
-
-    shutil.copytree(library, dest / "course", ignore=leave_out)
+    shutil.copytree(course.notebooks, dest / "notebooks", ignore=_IGNORE, dirs_exist_ok=True)
+    stubbed = edition_library(course, dest)
     for name in ("LICENSE", "NOTICE"):
         if (course.root / name).is_file():
             shutil.copy2(course.root / name, dest / name)
-    stubbed = [ex for ex in course.catalog().functions if ex.replaces]
-    edits: dict[Path, str] = {}
-    for ex in stubbed:
-        for dotted in (ex.replaces, *ex.also_replaces):
-            path, qualname = locate(dest / "course", dotted)
-            text = edits.get(path) or path.read_text(encoding="utf-8")
-            edits[path] = stub_function(text, qualname, stub_message(ex))
-    for path, text in edits.items():
-        compile(text, str(path), "exec")  # a broken stub must fail here, not in class
-        path.write_text(text, encoding="utf-8")
     if (course.root / "pyproject.toml").is_file():
         (dest / "pyproject.toml").write_text(_student_pyproject(course), encoding="utf-8")
     if (course.root / "lab").is_dir():

@@ -10,8 +10,10 @@ it starts one kernel in a :class:`grader.sandbox.KernelBox` and
   on the cell that was running and "not run" on the rest, instead of an aborted notebook;
 - keeps at most ``limits.output_mb`` of output per notebook (10^6 printed lines cost the grader
   nothing);
-- takes the hidden checks' records (comm messages, see :mod:`grader.checks`) per cell, and
-  ignores every other comm (no widget can capture a cell's outputs);
+- runs the hidden checks in a checker process next to the kernel (:mod:`grader.checker`): the
+  kernel gets the agent (:mod:`grader.agent`) as one silent cell before the notebook, and each
+  graded test cell may run the checks its hidden region names, once; the checker's verdicts
+  are kept per cell. Comms are ignored (no widget can capture a cell's outputs);
 - renames stderr to stdout in graded test cells: nbgrader scores a test cell that wrote to
   stderr 0, but a warning or a debug print is no failure. Failures are exceptions (``error``
   outputs), which stay.
@@ -22,6 +24,9 @@ What happened is left in ``runs[notebook]`` (:class:`NotebookRun`) for
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +37,16 @@ from nbclient.util import ensure_async, run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 
-from grader.checks import RECORD_TARGET
-from grader.replay import Record
-from grader.sandbox import KernelBox, Limits, SandboxKernelManager, exit_reason
+from grader.checker import Checker
+from grader.judge import expected_checks
+from grader.sandbox import BOX, KernelBox, Limits, SandboxKernelManager, exit_reason
 
 __all__ = ["SandboxExecute", "NotebookRun", "CellRun", "Context"]
 
-#: Bytes of hidden-check records kept per notebook (the largest real ones are ~100 MB).
-RECORDS_LIMIT = 1 << 30
-#: Run silently in every grading kernel before the notebook (leaves no name behind).
-ARM = '__import__("grader.checks", fromlist=["_arm"])._arm()'
+#: Run silently in every grading kernel before the notebook: the agent's source, then
+#: ``arm(address)``; it leaves no name in the notebook's namespace.
+ARM = '(lambda ns: (exec(compile({source!r}, "<grader agent>", "exec"), ns), ns["arm"]({address!r})))' \
+      '({{"__name__": "grader.agent"}})'
 
 
 @dataclass
@@ -49,12 +54,15 @@ class Context:
     """What every notebook of one submission shares."""
 
     scratch: Path
-    course_root: Path
+    course_root: Path                    # its grader/ and course/: the checker's
+    library: Path                        # the folder holding the kernel's course/ (the student edition)
     assignment: str
     mode: str
     limits: Limits
     files: dict[str, bytes]
     env: dict[str, str]
+    checker_env: dict[str, str]
+    check_modules: list[str]             # the assignment's check modules, loaded while the kernel starts
 
 
 @dataclass
@@ -65,7 +73,7 @@ class CellRun:
     source: str
     errored: bool
     timed_out: bool
-    records: list[Record] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -77,7 +85,8 @@ class NotebookRun:
     cells: dict[str, CellRun] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    armed_error: str = ""                # why the hidden checks could not record, if they could not
+    armed_error: str = ""                # why the hidden checks could not run, if they could not
+    stray: list[str] = field(default_factory=list)  # check requests refused or malformed: tampering
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -106,14 +115,14 @@ class SandboxExecute(Execute):
         name = resources["nbgrader"]["notebook"]
         self._run = run = NotebookRun()
         self.runs[name] = run
-        self._box = KernelBox(ctx.scratch, name, ctx.mode, ctx.limits, course_root=ctx.course_root,
+        self._checker = Checker(ctx.checker_env, ctx.scratch, ctx.check_modules)
+        self._box = KernelBox(ctx.scratch, name, ctx.mode, ctx.limits, library=ctx.library,
                               assignment=ctx.assignment, files=ctx.files, env=ctx.env)
         self._start = time.monotonic()
         self._deadline = self._start + ctx.limits.notebook_seconds
         self._stopped: str | None = None
-        self._output_bytes = self._record_bytes = 0
+        self._output_bytes = 0
         self._output_cut = False
-        self._cell_records: list[Record] | None = None
         self._armed = False
         self.timeout = ctx.limits.cell_seconds
         self.interrupt_on_timeout = True
@@ -131,20 +140,36 @@ class SandboxExecute(Execute):
                 if cell.cell_type == "code" and cell.source.strip() and not cell.get("outputs"):
                     cell.outputs = [_error("GraderNotRun", f"not run: {run.message}")]
         finally:
+            self._ask("close")  # refused requests after the last test cell
+            self._checker.close()
             self._box.close()
             run.seconds = time.monotonic() - self._start
         self._summarize(nb)
         return nb, resources
 
     async def _arm(self) -> None:
-        """Start the hidden checks' recording in the kernel, before any notebook code."""
+        """Give the kernel the agent and connect the checker to it, before any notebook code."""
         self._armed = True
-        msg_id = await ensure_async(self.kc.execute(ARM, silent=True, store_history=False))
+        token = secrets.token_hex(12)
+        if self._box.mode == "namespaces":  # a socket in the kernel's own /box, seen through /proc
+            inside, outside = f"{BOX}/c", f"/proc/{self.km.provisioner.pid}/root{BOX}/c"
+        else:  # an abstract socket with an unguessable name
+            inside = outside = f"@grader-{token}"
+        source = (self.context.course_root / "grader" / "agent.py").read_text(encoding="utf-8")
+        msg_id = await ensure_async(self.kc.execute(ARM.format(source=source, address=inside),
+                                                    silent=True, store_history=False))
+        connected = self._ask("connect", address=outside)
         reply = await self.async_wait_for_reply(msg_id)
         content = (reply or {}).get("content", {})
-        if content.get("status") != "ok":
-            why = f"{content.get('ename', 'no reply')}: {content.get('evalue', '')}"
-            self._run.armed_error = f"the grading kernel could not load grader.checks ({why})"
+        if content.get("status") != "ok" or not connected.get("ok"):
+            why = connected.get("error") or f"{content.get('ename', 'no reply')}: {content.get('evalue', '')}"
+            self._run.armed_error = f"the grading kernel could not reach the hidden checks ({why})"
+
+    def _ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        """A command to the checker; what it refused meanwhile goes to the notebook's record."""
+        reply = self._checker.command(op, **fields)
+        self._run.stray += reply.get("stray") or []
+        return reply
 
     # -- kernels, deadlines, deaths -----------------------------------------------------------------
 
@@ -189,13 +214,22 @@ class SandboxExecute(Execute):
         if self._stopped is None and time.monotonic() >= self._deadline:
             self._stop("time limit", f"the notebook's time limit ({limits.notebook_seconds:g} s) was reached")
             await self._kill()
-        records: list[Record] = []
+        verdicts: list[dict[str, Any]] = []
         if self._stopped is None and not self._armed:
             await self._arm()
+        expect = expected_checks(cell.source) if _graded_test(cell) and not self._run.armed_error else []
         if self._stopped is not None:
             cell.outputs = [_error("GraderNotRun", f"not run: {self._stopped}")]
+        elif expect:
+            opened = self._ask("open", expect=expect)
+            cell = await self._execute(cell, cell_index, execution_count, store_history)
+            verdicts = self._ask("close").get("verdicts") or []
+            if os.environ.get("GRADER_CHECK_TIMES"):
+                print(f"{cell.metadata['nbgrader']['grade_id']}: " + ", ".join(f"{v['check'].rsplit('.', 1)[1]} {v.get('seconds', 0):.3f} s" for v in verdicts), file=sys.stderr)
+            if not opened.get("ok"):
+                self._run.armed_error = f"the hidden checks stopped ({opened.get('error', '')})"
         else:
-            cell = await self._execute(cell, cell_index, execution_count, store_history, records)
+            cell = await self._execute(cell, cell_index, execution_count, store_history)
         if _graded_test(cell):
             for out in cell.outputs:
                 if out.output_type == "stream" and out.name == "stderr":
@@ -203,15 +237,14 @@ class SandboxExecute(Execute):
             errors = [o for o in cell.outputs if o.output_type == "error"]
             self._run.cells[cell.metadata["nbgrader"]["grade_id"]] = CellRun(
                 index=cell_index, source=cell.source, errored=bool(errors),
-                timed_out=any(o.get("ename") == "CellTimeoutError" for o in errors), records=records)
+                timed_out=any(o.get("ename") == "CellTimeoutError" for o in errors), verdicts=verdicts)
         return cell
 
     execute_cell = run_sync(async_execute_cell)  # the base class bound its own coroutine
 
     async def _execute(self, cell: NotebookNode, cell_index: int, execution_count: int | None,
-                       store_history: bool, records: list[Record]) -> NotebookNode:
+                       store_history: bool) -> NotebookNode:
         limits = self.context.limits
-        self._cell_records = records
         self._exit_asked = False
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
@@ -226,8 +259,6 @@ class SandboxExecute(Execute):
             self._stop("time limit", f"a cell ran past its time limit ({limits.cell_seconds:g} s) and the "
                                      "kernel did not stop when interrupted")
             cell.outputs.append(_error("CellTimeoutError", self._stopped))
-        finally:
-            self._cell_records = None
         if self._stopped is None and time.monotonic() >= self._deadline:
             self._stop("time limit", f"the notebook's time limit ({limits.notebook_seconds:g} s) was reached")
             await self._kill()
@@ -254,23 +285,7 @@ class SandboxExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     def handle_comm_msg(self, outs: list[NotebookNode], msg: dict[str, Any], cell_index: int) -> None:
-        """Keep hidden-check records; ignore every other comm (widgets included)."""
-        content = msg["content"]
-        if msg["msg_type"] != "comm_open" or content.get("target_name") != RECORD_TARGET:
-            return
-        records = self._cell_records
-        try:
-            text = content["data"]["record"]
-            buffers = [bytes(b) for b in msg.get("buffers") or []]
-            size = len(text) + sum(map(len, buffers))
-            self._record_bytes += size
-            if records is None or self._record_bytes > RECORDS_LIMIT:
-                return
-            header = json.loads(text)
-            if isinstance(header, dict):
-                records.append(Record(header, buffers))
-        except (KeyError, TypeError, ValueError):
-            return
+        """Ignore every comm (widgets included): the hidden checks have their own channel."""
 
     def _summarize(self, nb: NotebookNode) -> None:
         """Notes about the notebook as a whole (memory errors) for the result's message."""

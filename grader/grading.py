@@ -35,11 +35,11 @@ from grader.config import BLAS_THREAD_VARS, Course, GraderError, nbgrader_config
 from grader.execute import Context, NotebookRun, SandboxExecute
 from grader.nb import run_converter
 from grader.preflight import Prepared, TemplateNotebook, load_template, prepare
-from grader.replay import expected_checks, judge, rerun
+from grader.judge import expected_checks, judge
 from grader.sandbox import Limits, isolation
 
 __all__ = ["Job", "Result", "NotebookResult", "grade_submission", "make_template", "checks_version",
-           "make_job", "assignment_files"]
+           "make_job", "assignment_files", "kernel_library"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,40 @@ def checks_version(course: Course, assignment: str | None = None) -> str:
     return h.hexdigest()[:12]
 
 
+def kernel_library(course_root: Path) -> Path:
+    """A folder holding the student edition of ``course_root``'s ``course/`` (see
+    :func:`grader.build.edition_library`): what grading kernels import. Built once per host and
+    content (library and catalogs), in a private folder that sandbox uids may read."""
+    from grader.build import edition_library
+
+    course = Course(course_root, course_root)
+    h = hashlib.sha256()
+    for path in sorted([*(course_root / "course").rglob("*.py"), *course.checks_dir.glob("*.toml")]):
+        if "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(course_root)).encode() + b"\0" + path.read_bytes())
+    folder = Path(tempfile.gettempdir()) / f"grader-edition-{os.geteuid()}-{h.hexdigest()[:16]}"
+    try:
+        st = folder.lstat()
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not folder.is_dir():
+            raise GraderError(f"{folder} is not this user's: remove it, the grader builds it again")
+        return folder
+    except FileNotFoundError:
+        pass
+    tmp = Path(tempfile.mkdtemp(prefix="grader-edition-build-"))
+    try:
+        edition_library(course, tmp)
+        for root, dirs, names in os.walk(tmp):
+            os.chmod(root, 0o755)
+            for name in names:
+                os.chmod(os.path.join(root, name), 0o644)
+        os.rename(tmp, folder)
+    except OSError:  # another worker won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.is_dir():
+            raise
+    return folder
+
+
 def make_template(db_url: str, assignment: str) -> bytes:
     """An SQLite gradebook holding only ``assignment``'s structure (due date, notebooks, cells,
     source of locked cells), copied from the gradebook at ``db_url``."""
@@ -180,8 +214,9 @@ def grade_submission(job: Job) -> Result:
        notebooks and repairs them (unreadable, missing, renamed, stripped, reordered...);
     2. nbgrader's autograde runs each notebook in its own sandboxed kernel
        (:class:`grader.execute.SandboxExecute`, limits of :class:`grader.sandbox.Limits`);
-    3. the hidden checks' records are re-run in a clean process and decide which cells keep
-       nbgrader's score (:mod:`grader.replay`); tampering scores 0 and is flagged.
+    3. the hidden checks run in a checker process next to each kernel, which holds no
+       answer (it runs the student edition of ``course``); their verdicts decide which cells
+       keep nbgrader's score (:mod:`grader.judge`); tampering scores 0 and is flagged.
 
     Outcome ``graded`` whenever the submission could be looked at (each notebook has its own
     outcome); ``error`` only when the grader itself could not run (bad limits, no gradebook).
@@ -242,8 +277,9 @@ def _autograde(scratch: Path, job: Job, prepared: Prepared, template: dict[str, 
                       for name in expected_checks(cell.source)})
     config = nbgrader_config(Course(scratch, scratch), timeout=int(limits.cell_seconds),
                              late_penalty=job.late_penalty)
-    context = Context(scratch=scratch, course_root=Path(job.course_root), assignment=job.assignment, mode=mode,
-                      limits=limits, files=dict(job.extra_files), env={"GRADER_CHECK_MODULES": ",".join(modules)})
+    context = Context(scratch=scratch, course_root=Path(job.course_root), library=kernel_library(Path(job.course_root)),
+                      assignment=job.assignment, mode=mode, limits=limits, files=dict(job.extra_files), env={},
+                      checker_env=_checker_env(job.course_root), check_modules=modules)
     executor = SandboxExecute.bound(context, runs)
     config.Autograde.autograde_preprocessors = [
         executor if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
@@ -264,7 +300,7 @@ def _autograde(scratch: Path, job: Job, prepared: Prepared, template: dict[str, 
     return "\n".join(logs)
 
 
-def _replay_env(course_root: str) -> dict[str, str]:
+def _checker_env(course_root: str) -> dict[str, str]:
     env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/bin", "/bin"]),
            "PYTHONPATH": course_root, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
@@ -274,15 +310,8 @@ def _replay_env(course_root: str) -> dict[str, str]:
 
 def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, TemplateNotebook],
              runs: dict[str, NotebookRun], seconds: dict[str, float], limits: Limits) -> list[NotebookResult]:
-    """One result per notebook of the assignment: nbgrader's grades, kept only where the clean
-    re-run of the hidden checks confirms them."""
-    replayable = [(name, gid, i, rec) for name, run in runs.items() for gid, cell in run.cells.items()
-                  for i, rec in enumerate(cell.records) if rec.header.get("mode") == "replay"]
-    verdicts = rerun([rec for *_, rec in replayable], Path(job.course_root), env=_replay_env(job.course_root),
-                     timeout=limits.notebook_seconds * max(1, len(runs)), scratch=scratch)
-    by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-    for (name, gid, i, _), verdict in zip(replayable, verdicts):
-        by_cell.setdefault((name, gid), {})[i] = verdict
+    """One result per notebook of the assignment: nbgrader's grades, kept only where the
+    checker's verdicts confirm them."""
     graded = _gradebook_cells(scratch, job)
     out_dir = scratch / "autograded" / job.student / job.assignment
     results = []
@@ -305,7 +334,7 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
             cells = {gid: {**c, "auto_score": 0.0 if c["auto_score"] else c["auto_score"]} for gid, c in cells.items()}
         before = sum(c["auto_score"] or 0.0 for c in cells.values())
         if data is not None and run is not None:
-            data = _apply_verdicts(data, name, run, cells, flags, by_cell)
+            data = _apply_verdicts(data, run, cells, flags)
         score = sum(c["auto_score"] or 0.0 for c in cells.values())
         if penalty and before > 0:  # penalties are a share of the score: scale with it
             penalty = penalty * score / before
@@ -337,9 +366,8 @@ def _zero_cells(tmpl: TemplateNotebook) -> dict[str, dict[str, Any]]:
             for c in tmpl.cells if c.grade}
 
 
-def _apply_verdicts(data: bytes, name: str, run: NotebookRun, cells: dict[str, dict[str, Any]],
-                    flags: list[str], by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> bytes:
-    """Zero the cells the clean re-run does not confirm, flag why, and say so in the
+def _apply_verdicts(data: bytes, run: NotebookRun, cells: dict[str, dict[str, Any]], flags: list[str]) -> bytes:
+    """Zero the cells the checker's verdicts do not confirm, flag why, and say so in the
     autograded notebook (so feedback shows it)."""
     if run.armed_error:  # the grader's own failure: nothing can be confirmed, nothing is tampering
         for gid, cell in run.cells.items():
@@ -348,9 +376,10 @@ def _apply_verdicts(data: bytes, name: str, run: NotebookRun, cells: dict[str, d
                 cells[gid]["auto_score"] = 0.0 if cells[gid]["auto_score"] else cells[gid]["auto_score"]
         return data
     nb = nbformat.reads(data.decode(), as_version=4)
-    decided = {gid: judge(gid, cell.source, cell.errored, cell.records, by_cell.get((name, gid), {}))
-               for gid, cell in run.cells.items()}
-    tampered = any(v.tampered for v in decided.values())
+    decided = {gid: judge(gid, cell.source, cell.errored, cell.verdicts) for gid, cell in run.cells.items()}
+    stray = list(dict.fromkeys(run.stray))
+    flags += [f"tampering: {why}" for why in stray]
+    tampered = bool(stray) or any(v.tampered for v in decided.values())
     for gid, cell in run.cells.items():
         verdict = decided[gid]
         flags += verdict.flags

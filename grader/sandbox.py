@@ -6,8 +6,8 @@ inside a :class:`KernelBox`, with the strongest isolation this host allows (:fun
 
 ``namespaces`` (root, or a user namespace)
     The kernel gets its own mount, PID, network, IPC and UTS namespaces. Its file system is
-    built fresh: the Python installation, /usr and /etc read-only, the course's ``course/``
-    and ``grader/`` read-only, and size-limited tmpfs for its home (holding the assignment's
+    built fresh: the Python installation, /usr and /etc read-only, the kernel's ``course/``
+    (the student edition: no reference of any graded exercise) read-only, and size-limited tmpfs for its home (holding the assignment's
     data files), /tmp and /dev/shm; nothing else of the host exists for it: no gradebook, no
     instructor sources, no other submission. No network at all: it talks to the grader
     over Unix sockets the grader reaches through ``/proc/PID/root``. As root it also runs as a
@@ -21,7 +21,8 @@ inside a :class:`KernelBox`, with the strongest isolation this host allows (:fun
 ``none`` (not root, no user namespaces)
     Resource limits only; the kernel runs as the grader's user.
 
-In every mode the kernel has a clean environment (no variables of the grader's), the limits of
+In every mode the kernel has a clean environment (no variables of the grader's; nbgrader's
+``NBGRADER_EXECUTION`` says ``validate``, as when a student validates at home), the limits of
 :class:`Limits` as rlimits (address space, CPU time, processes, file size, open files, no core
 files), ``no_new_privs``, and BLAS/OpenMP pinned to one thread. ``$GRADER_ISOLATION`` caps the
 mode (``uid`` or ``none``) where the probe should not be trusted.
@@ -122,7 +123,7 @@ def _works(mode: str) -> bool:
     if mode == "uid" and os.geteuid() != 0:
         return False
     with _probe_lock, tempfile.TemporaryDirectory(prefix="grader-probe-") as tmp:
-        box = KernelBox(Path(tmp), "probe", mode, Limits(), course_root=None, assignment="probe",
+        box = KernelBox(Path(tmp), "probe", mode, Limits(), library=None, assignment="probe",
                         files={}, env={}, kernel=False)
         try:
             spec = box.write_spec([sys.executable, "-S", "-c", "pass"])
@@ -161,18 +162,18 @@ def _uid_lease() -> Iterator[int]:
 
 # -- one kernel's sandbox --------------------------------------------------------------------------------
 
-def _library_paths(course_root: Path | None) -> list[str]:
+def _library_paths(library: Path | None) -> list[str]:
     """Read-only paths a kernel needs: the system, this Python (its prefixes and the package
-    folders on its path, never a project folder that happens to be on it) and the course's
-    ``course/`` and ``grader/``; nested paths dropped."""
+    folders on its path, never a project folder that happens to be on it) and ``library``
+    (the folder of the kernel's ``course/``); nested paths dropped."""
     prefixes = {sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)}
     prefixes |= {os.path.realpath(p) for p in prefixes} | {os.path.dirname(os.path.realpath(sys.executable))}
     packages = {p for p in sys.path if p and os.path.isdir(p)
                 and (os.path.basename(p) in ("site-packages", "dist-packages")
                      or any(os.path.realpath(p).startswith(q + os.sep) for q in prefixes))}
     keep = {"/usr", "/etc"} | prefixes | {os.path.realpath(p) for p in packages}
-    if course_root is not None:
-        keep |= {str(course_root / "course"), str(course_root / "grader")}
+    if library is not None:
+        keep.add(str(library))
     keep = {p for p in keep if os.path.exists(p) and p != "/"}
     return sorted(p for p in keep if not any(p.startswith(q + os.sep) for q in keep if q != p))
 
@@ -208,15 +209,16 @@ class KernelBox:
     """The sandbox of one kernel: a folder ``scratch/box-NAME`` (the spec, the connection
     file, in the ``uid``/``none`` modes the kernel's home), its uid, its environment.
 
-    ``files``: path relative to the kernel's working folder -> content (the assignment's
-    data files); ``env``: extra environment variables for the kernel; ``kernel``: False for a
-    bare Python (no font cache).
+    ``library``: the folder holding the kernel's ``course/`` (first on its path); ``files``:
+    path relative to the kernel's working folder -> content (the assignment's data files);
+    ``env``: extra environment variables for the kernel; ``kernel``: False for a bare Python
+    (no font cache).
     """
 
-    def __init__(self, scratch: Path, name: str, mode: str, limits: Limits, *, course_root: Path | None,
+    def __init__(self, scratch: Path, name: str, mode: str, limits: Limits, *, library: Path | None,
                  assignment: str, files: Mapping[str, bytes], env: Mapping[str, str],
                  kernel: bool = True) -> None:
-        self.mode, self.limits, self.course_root = mode, limits, course_root
+        self.mode, self.limits, self.library = mode, limits, library
         self.dir = scratch / f"box-{name}"
         self.dir.mkdir(mode=0o700)
         self._lease: contextlib.AbstractContextManager[int] | None = None
@@ -246,10 +248,10 @@ class KernelBox:
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "JUPYTER_CONFIG_DIR": f"{home}/.jupyter", "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
             "JUPYTER_RUNTIME_DIR": f"{home}/.local/share/jupyter/runtime", "MALLOC_ARENA_MAX": "2",
-            "NBGRADER_EXECUTION": "autograde",
+            "NBGRADER_EXECUTION": "validate",
         }
-        if self.course_root is not None:
-            env["PYTHONPATH"] = str(self.course_root)
+        if self.library is not None:
+            env["PYTHONPATH"] = str(self.library)
         env.update(dict.fromkeys(BLAS_THREAD_VARS, "1"))
         env.update(extra)
         return env
@@ -272,7 +274,7 @@ class KernelBox:
             newroot = self.dir / "root"
             newroot.mkdir(mode=0o700, exist_ok=True)
             mb = max(16, self.limits.disk_mb)
-            spec.update(newroot=str(newroot), ro=_library_paths(self.course_root), userns=os.geteuid() != 0,
+            spec.update(newroot=str(newroot), ro=_library_paths(self.library), userns=os.geteuid() != 0,
                         tmpfs={HOME: [mb, "700"], "/tmp": [mb, "1777"], "/dev/shm": [64, "1777"], BOX: [4, "700"]})
         else:
             self._populate(files)

@@ -1,7 +1,9 @@
 """Adversarial submissions, graded by the real autograde command in one batch (two workers):
-tampering with what the hidden checks rely on, reaching outside the sandbox, exhausting
-resources. Each case asserts the exact outcome (cell scores, flags, the notebook's outcome);
-none gains a point, none stops the batch, every tampering one is flagged. The fixture
+tampering with the kernel, reaching outside the sandbox, exhausting resources. Each case
+asserts the exact outcome (cell scores, flags, the notebook's outcome); none gains a point,
+none stops the batch; tampering that keeps a check from reporting or hides its failure is
+flagged, tampering with the kernel's own NumPy, builtins or hooks changes nothing (the checks
+run elsewhere). The attacks on the trust boundary itself are in test_grader_trust.py. The fixture
 assignment is tests/fixtures/attacks (part1: scale, Stack, answer, why; part2: total).
 """
 from __future__ import annotations
@@ -39,74 +41,56 @@ ZERO = {"scale": 0.0, "stack": 0.0, "answer": 0.0, "why": None}
 NOT_RUN = ZERO  # the kernel ended in the answer cell: no test after it ran
 SCALE_ZERO = {"scale": 0.0, "stack": 1.0, "answer": 1.0, "why": None}
 
+# What the notebook does to its own kernel changes nothing the checker decides: the sneaky
+# scale gets 0, the honest stack and answer keep their points, and nothing is flagged.
+HARMLESS = {
+    "numpy_allclose": "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
+                      "np.isclose = lambda a, b, **k: np.ones(np.broadcast(a, b).shape, bool)\n" + SNEAKY,
+    "numpy_testing": "import numpy.testing as npt\nnpt.assert_allclose = lambda *a, **k: None\n" + SNEAKY,
+    "builtins": "import builtins\nbuiltins.abs = lambda x: 0\n" + SNEAKY,
+    "import_hook": "import builtins\n_real = builtins.__import__\n"
+                   "builtins.__import__ = lambda name, *a, **k: _real(name, *a, **k)\n" + SNEAKY,
+    "core_replaced": "try:\n    import grader.checks._core as core\n    core.compare = lambda *a, **k: None\n"
+                     "except ImportError as e:\n    print('no', e.name)\n" + SNEAKY,
+    "showtraceback": "get_ipython().showtraceback = lambda *a, **k: None\n" + SNEAKY,
+    "custom_exc": "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n" + SNEAKY,
+    "event_hook": "def hook(result):\n    result.error_in_exec = None\n"
+                  "get_ipython().events.register('post_run_cell', hook)\n" + SNEAKY,
+    "settrace": "import sys\nsys.settrace(lambda *a: None)\n" + SNEAKY,
+    "equal_to_everything": "import numpy as np\nclass Anything:\n    def __eq__(self, other):\n        return True\n"
+                           "    def __array__(self, *a, **k):\n        return np.zeros(0)\n"
+                           "def scale(x, k):\n    return k * x if x.size == 2 else Anything()\n",
+    "ndarray_subclass": "import numpy as np\nclass Liar(np.ndarray):\n    def __eq__(self, other):\n"
+                        "        return np.ones(np.shape(other), bool)\n"
+                        "def scale(x, k):\n    return k * x if x.size == 2 else (x + k).view(Liar)\n",
+    "reference_patched": "import course.attacks_ref as ref\nref.scale.__code__ = (lambda x, k: x + k).__code__\n" + SNEAKY,
+}
+
+
+# Tampering that keeps a hidden check from reporting, or hides its failure: 0 and flagged.
 TAMPERING = {
-    "numpy_allclose": Case(
-        {"scale_impl": "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
-                       "np.isclose = lambda a, b, **k: np.ones(np.broadcast(a, b).shape, bool)\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "numpy.allclose was replaced; numpy.isclose was replaced")),
-    "numpy_testing": Case(
-        {"scale_impl": "import numpy.testing as npt\nnpt.assert_allclose = lambda *a, **k: None\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "numpy.testing.assert_allclose was replaced")),
-    "builtins": Case(
-        {"scale_impl": "import builtins\nbuiltins.abs = lambda x: 0\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "builtins.abs was replaced")),
-    "import_hook": Case(
-        {"scale_impl": "import builtins\n_real = builtins.__import__\n"
-                       "builtins.__import__ = lambda name, *a, **k: _real(name, *a, **k)\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "builtins.__import__ was replaced")),
+    **{name: Case({"scale_impl": code}, SCALE_ZERO) for name, code in HARMLESS.items()},
     "check_replaced": Case(
         {"scale_impl": "import grader.checks.attacks as m\nm.check_scale = lambda *a, **k: None\n" + SNEAKY},
-        ZERO, _tampered("scale", "the hidden check check_scale did not run or did not report, yet the "
-                                 "cell shows no error")
-        + _tampered("answer stack", "grader.checks.attacks.check_scale was replaced")),
-    "core_replaced": Case(
-        {"scale_impl": "import grader.checks._core as core\ncore.compare = lambda *a, **k: None\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "grader.checks._core.compare was replaced")),
+        SCALE_ZERO, _tampered("scale", "the hidden check check_scale did not run or did not report, yet the "
+                                       "cell shows no error")),
     "sys_modules": Case(
         {"scale_impl": "import sys, types, grader.checks\nfake = types.ModuleType('grader.checks.attacks')\n"
                        "fake.check_scale = fake.check_stack = fake.check_answer = lambda *a, **k: None\n"
                        "sys.modules['grader.checks.attacks'] = grader.checks.attacks = fake\n" + SNEAKY},
         ZERO, [f"{gid}: tampering: the hidden check check_{gid} did not run or did not report, yet the cell "
                "shows no error" for gid in ("answer", "scale", "stack")]),
-    "showtraceback": Case(
-        {"scale_impl": "get_ipython().showtraceback = lambda *a, **k: None\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "IPython: a method of the shell object was replaced")),
-    "custom_exc": Case(
-        {"scale_impl": "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "IPython CustomTB was replaced; IPython custom_exceptions was "
-                                              "replaced; IPython: a method of the shell object was replaced")),
     "input_transformer": Case(
         {"scale_impl": "get_ipython().input_transformers_cleanup.append(\n"
                        "    lambda lines: [l for l in lines if '_c.' not in l])\n" + SNEAKY},
         ZERO, [f"{gid}: tampering: the hidden check check_{gid} did not run or did not report, yet the cell "
                "shows no error" for gid in ("answer", "scale", "stack")]),
-    "event_hook": Case(
-        {"scale_impl": "def hook(result):\n    result.error_in_exec = None\n"
-                       "get_ipython().events.register('post_run_cell', hook)\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "IPython: the notebook registered a 'post_run_cell' event callback")),
-    "settrace": Case(
-        {"scale_impl": "import sys\nsys.settrace(lambda *a: None)\n" + SNEAKY},
-        ZERO, _tampered("answer scale stack", "a trace or profile function was installed (sys.settrace/setprofile)")),
-    "equal_to_everything": Case(
-        {"scale_impl": "import numpy as np\nclass Anything:\n    def __eq__(self, other):\n        return True\n"
-                       "    def __array__(self, *a, **k):\n        return np.zeros(0)\n"
-                       "def scale(x, k):\n    return k * x if x.size == 2 else Anything()\n"},
-        SCALE_ZERO, _tampered("scale", "the answer includes a Anything object, a class of the notebook posing "
-                                       "as an array or a number")),
-    "ndarray_subclass": Case(
-        {"scale_impl": "import numpy as np\nclass Liar(np.ndarray):\n    def __eq__(self, other):\n"
-                       "        return np.ones(np.shape(other), bool)\n"
-                       "def scale(x, k):\n    return k * x if x.size == 2 else (x + k).view(Liar)\n"},
-        SCALE_ZERO, _tampered("scale", "the answer includes a Liar object, a class of the notebook posing as "
-                                       "an array or a number")),
-    "reference_patched": Case(
-        {"scale_impl": "import course.attacks_ref as ref\nref.scale.__code__ = (lambda x, k: x + k).__code__\n"
-                       + SNEAKY},
-        SCALE_ZERO, ["scale: tampering: check_scale passed in the notebook but fails in a clean re-run: "
-                     "scale(x, 2.0) for x of shape (1,) and dtype float64 is wrong at 1 of 1 entries; first at "
-                     "index (0,) (relative error 47). It matches a known mistake: x + k (added, not multiplied)."]),
+    "failure_hidden": Case(
+        {"scale_impl": "import grader.checks.attacks as m\n_real = m.check_scale\n"
+                       "def quiet(*a, **k):\n    try:\n        _real(*a, **k)\n    except AssertionError:\n"
+                       "        pass\nm.check_scale = quiet\n" + SNEAKY},
+        SCALE_ZERO, _tampered("scale", "the hidden check check_scale failed, yet the cell shows no error")),
 }
-
 
 def _flood() -> str:
     return ("import subprocess\nstarted = 0\nfor i in range(200):\n    try:\n"
@@ -204,7 +188,7 @@ def test_attack(graded, name):
     assert (part1.outcome, part1.flags, part1.message) == (case.outcome, sorted(case.flags), case.message)
     assert kit.notebook_of(result, "part2").flags == []  # the other notebook is graded as usual
     if name in TAMPERING:
-        assert part1.flags and all("tampering" in f for f in part1.flags)
+        assert all("tampering" in f for f in part1.flags) and bool(part1.flags) == (name not in HARMLESS)
 
 
 def test_flood_was_bounded_and_nothing_it_started_survives(graded):
@@ -231,10 +215,9 @@ def test_nothing_outside_the_sandbox_is_reachable(graded):
     if mode == "none":
         pytest.skip("no sandbox on this host (not root, no user namespaces): the kernel runs as the grader")
     text = kit.outputs(graded[1]["snoop"], "part1", "scale_impl")
-    assert "checks PermissionError" in text  # the checks the kernel imports are read-only for it
     if mode == "namespaces":
         for line in ("sources FileNotFoundError", "gradebook FileNotFoundError", "classmate FileNotFoundError",
-                     "network OSError"):
+                     "checks FileNotFoundError", "network OSError"):
             assert line in text
     else:
         print(f"isolation {mode}: world-readable files and the network stay reachable; only writes are checked")

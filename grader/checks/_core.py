@@ -33,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from grader.agent import Remote, RemoteClass, type_name
 from grader.catalog import Exercise, load_module_specs
 from grader.checks import CheckFailed
 
 __all__ = [
     "SHAPES", "DEFAULT_TOL", "specs", "rng", "call", "as_array", "compare", "diagnose",
-    "check_number", "guard", "resolve",
+    "check_number", "guard", "resolve", "refusing", "is_class", "type_name", "patched_global",
 ]
 
 #: Shapes that catch hard-coded sizes, axis mix-ups and broadcasting by accident.
@@ -72,7 +73,10 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 def _where(exc: BaseException) -> str:
-    """' (line 3: `return x / 0`)' for the innermost frame of the student's own code."""
+    """' (line 3: `return x / 0`)' for the innermost frame of the student's own code (said by
+    the kernel for an exception that came from there)."""
+    if isinstance(getattr(exc, "where", None), str):
+        return exc.where
     library = _library_dirs()
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not os.path.abspath(f.filename).startswith(library)]
@@ -89,7 +93,7 @@ def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool =
     function that writes into its input arrays fails when ``inputs_unchanged``.
     """
     if not callable(fn):
-        raise CheckFailed(f"{what}: expected a function, got {type(fn).__name__}.")
+        raise CheckFailed(f"{what}: expected a function, got {type_name(fn)}.")
     copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     try:
         out = fn(*copies, **kwargs)
@@ -124,10 +128,10 @@ def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None,
     message saying what to return.
     """
     if type(value) is not np.ndarray and not _plain_number(value):
-        hint = " (a Tensor: return its .data array)" if hasattr(value, "requires_grad") else ""
-        if isinstance(value, np.ndarray):
+        hint = " (a Tensor: return its .data array)" if type_name(value) == "Tensor" or hasattr(value, "requires_grad") else ""
+        if isinstance(value, np.ndarray) or (isinstance(value, Remote) and hasattr(value, "dtype")):
             hint = " (an ndarray subclass: return a plain array, np.asarray(...))"
-        raise CheckFailed(f"{what} returned {type(value).__name__}{hint}; expected a NumPy array.")
+        raise CheckFailed(f"{what} returned {type_name(value)}{hint}; expected a NumPy array.")
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise CheckFailed(f"{what} returned an array of dtype {arr.dtype}; expected numbers.")
@@ -190,7 +194,7 @@ def check_number(value: Any, expected: float, *, what: str, tol: tuple[float, fl
     gives no error size, which would reveal the answer.
     """
     if not _plain_number(value):
-        raise CheckFailed(f"{what} should be a number, not {type(value).__name__}.")
+        raise CheckFailed(f"{what} should be a number, not {type_name(value)}.")
     got = np.float64(value)
     if np.isclose(got, expected, rtol=tol[0], atol=tol[1]):
         return
@@ -268,3 +272,38 @@ def refusing(spec: Exercise, paths: Sequence[str]) -> Iterator[dict[str, Callabl
                 continue
             pristine[dotted] = stack.enter_context(guard(dataclasses.replace(spec, replaces=dotted)))
         yield pristine
+
+
+def is_class(value: Any) -> bool:
+    """Whether ``value`` is a class: here, or the notebook's (seen from the checker)."""
+    return isinstance(value, (type, RemoteClass))
+
+
+@contextlib.contextmanager
+def patched_global(fn: Any, name: str, value: Any) -> Iterator[bool]:
+    """While the block runs, the global ``name`` of ``fn``'s module (where the student's
+    function looks it up) is ``value``, if the student defined a function of that name; the
+    block receives whether they did. Restored on exit (a grading kernel also restores it when
+    the check ends)."""
+    if isinstance(fn, Remote):
+        own = callable(fn._peer.request("global", fn, name))
+        if not own:
+            yield False
+            return
+        fn._peer.request("patch", fn, (name, value))
+        try:
+            yield True
+        finally:
+            fn._peer.request("unpatch", fn)
+        return
+    namespace = getattr(fn, "__globals__", None)
+    saved = namespace.get(name) if namespace is not None else None
+    if not callable(saved):
+        yield False
+        return
+    namespace[name] = value
+    try:
+        yield True
+    finally:
+        namespace[name] = saved
+

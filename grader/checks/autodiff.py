@@ -21,13 +21,16 @@ import contextlib
 import dataclasses
 import importlib
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from grader.agent import Remote
 from grader.checks import CheckFailed, check
-from grader.checks._core import as_array, call, check_number, compare, guard, resolve, rng, specs
+from grader.checks._core import (as_array, call, check_number, compare, guard, is_class, patched_global, resolve,
+                                 rng, specs, type_name)
 
 SPEC = specs(__name__)
 
@@ -73,31 +76,26 @@ _FORWARD: dict[str, Callable[..., Any]] = {
 }
 
 
-class _Op:
-    """The checks' twin of the notebook's ``Op``: a name, a forward and the reference VJP."""
-
-    __slots__ = ("name", "forward", "vjp")
-
-    def __init__(self, name: str) -> None:
-        self.name, self.forward, self.vjp = name, _FORWARD[name], _REF_VJP[name]
-
-    def __repr__(self) -> str:
-        return f"Op({self.name})"
+# The checks' twin of the notebook's ``Op``: a name, a forward and the reference VJP (a
+# SimpleNamespace, so a grading kernel gets it as plain data whose functions call back here).
+_OPS = {name: types.SimpleNamespace(name=name, forward=_FORWARD[name], vjp=_REF_VJP[name]) for name in _FORWARD}
 
 
-_OPS = {name: _Op(name) for name in _FORWARD}
+def _node_parents(node: Any) -> Any:
+    return node.parents
 
 
-def _ref_order(root: Any) -> list[Any]:
-    """Reverse topological order (root first), iterative depth-first post-order."""
+def _ref_order(root: Any, parents: Callable[[Any], Any] = _node_parents) -> list[Any]:
+    """Reverse topological order (root first), iterative depth-first post-order; ``parents``
+    reads a node's parents (a graph the check built knows them without asking the kernel)."""
     post, seen = [], {id(root)}
-    stack = [(root, iter(root.parents))]
+    stack = [(root, iter(parents(root)))]
     while stack:
-        node, parents = stack[-1]
-        for p in parents:
+        node, pending = stack[-1]
+        for p in pending:
             if id(p) not in seen:
                 seen.add(id(p))
-                stack.append((p, iter(p.parents)))
+                stack.append((p, iter(parents(p))))
                 break
         else:
             stack.pop()
@@ -105,18 +103,19 @@ def _ref_order(root: Any) -> list[Any]:
     return post[::-1]
 
 
-def _ref_backward(root: Any, node_type: type, *, accumulate: bool = True,
+def _ref_backward(root: Any, G: _Graph, *, accumulate: bool = True,
                   pair_with_parents: bool = False, in_place: bool = False) -> dict[int, np.ndarray]:
-    """Adjoints by id(node), without touching ``.grad``; the flags give known wrong variants
-    (``in_place``: ``+=`` into whatever array a node holds, shared or not)."""
-    grads = {id(root): np.ones_like(root.value)}
-    for node in _ref_order(root):
-        if node.fn is None:
+    """Adjoints by id(node) of a graph ``G`` built, without touching ``.grad``; the flags give
+    known wrong variants (``in_place``: ``+=`` into whatever array a node holds, shared or not)."""
+    grads = {id(root): np.ones_like(G.value(root))}
+    for node in _ref_order(root, G.parents):
+        fn, args, parents, _ = G.links[id(node)]
+        if fn is None:
             continue
-        values = [a.value if isinstance(a, node_type) else a for a in node.args]
-        targets = node.parents if pair_with_parents else node.args
-        for arg, g in zip(targets, node.fn.vjp(grads[id(node)], *values)):
-            if isinstance(arg, node_type):
+        values = [G.value(a) if G.is_node(a) else a for a in args]
+        targets = parents if pair_with_parents else args
+        for arg, g in zip(targets, fn.vjp(grads[id(node)], *values)):
+            if G.is_node(arg):
                 key = id(arg)
                 if in_place and key in grads:
                     grads[key] += g
@@ -194,8 +193,8 @@ def _blocked_primitive_vjps(spec: Any) -> Iterator[None]:
 
 def _node_type(Node: Any) -> type:
     """The notebook's Node class, after checking it builds nodes with the five attributes."""
-    if not isinstance(Node, type):
-        raise CheckFailed(f"expected the notebook's Node class, got {type(Node).__name__}.")
+    if not is_class(Node):
+        raise CheckFailed(f"expected the notebook's Node class, got {type_name(Node)}.")
     try:
         n = Node(np.zeros(2))
     except Exception as exc:
@@ -208,28 +207,43 @@ def _node_type(Node: Any) -> type:
 
 
 class _Graph:
-    """Builds a graph of the notebook's nodes with reference ops and remembers their labels."""
+    """Builds a graph of the notebook's nodes with reference ops and remembers, per node, its
+    label and what it was built from (fn, args, parents, value): the references read those,
+    not the student's objects."""
 
     def __init__(self, Node: type, dtype: Any = np.float64) -> None:
         self.Node, self.dtype = Node, np.dtype(dtype)
         self.labels: dict[int, str] = {}
         self.nodes: list[Any] = []
+        self.links: dict[int, tuple[Any, tuple, tuple, np.ndarray]] = {}
 
     def leaf(self, label: str, value: Any) -> Any:
-        return self._keep(label, self.Node(np.asarray(value, dtype=self.dtype)))
+        value = np.asarray(value, dtype=self.dtype)
+        return self._keep(label, self.Node(value), (None, (), (), value))
 
     def const(self, value: Any) -> np.ndarray:
         return np.asarray(value, dtype=self.dtype)
 
     def __call__(self, label: str, name: str, *args: Any) -> Any:
         op = _OPS[name]
-        values = [a.value if isinstance(a, self.Node) else a for a in args]
-        parents = tuple(a for a in args if isinstance(a, self.Node))
-        return self._keep(label, self.Node(op.forward(*values), fn=op, args=args, parents=parents))
+        parents = tuple(a for a in args if self.is_node(a))
+        value = op.forward(*[self.value(a) if self.is_node(a) else a for a in args])
+        return self._keep(label, self.Node(value, fn=op, args=args, parents=parents), (op, args, parents, value))
 
-    def _keep(self, label: str, node: Any) -> Any:
+    def is_node(self, obj: Any) -> bool:
+        return id(obj) in self.links
+
+    def value(self, node: Any) -> np.ndarray:
+        return self.links[id(node)][3]
+
+    def parents(self, node: Any) -> Any:
+        link = self.links.get(id(node))
+        return link[2] if link is not None else node.parents
+
+    def _keep(self, label: str, node: Any, link: tuple[Any, tuple, tuple, np.ndarray]) -> Any:
         self.labels[id(node)] = label
         self.nodes.append(node)
+        self.links[id(node)] = link
         return node
 
 
@@ -286,7 +300,7 @@ _SCENARIOS = (_shared, _mlp, _vector_root, _three_children)
 def _as_grads(result: Any, n: int, what: str, example: str, *, extra_none: bool = False) -> tuple:
     """The tuple a VJP returned, after checking it holds one entry per array argument."""
     if not isinstance(result, (tuple, list)):
-        raise CheckFailed(f"{what} returned a value of type {type(result).__name__}; return a tuple "
+        raise CheckFailed(f"{what} returned a value of type {type_name(result)}; return a tuple "
                           f"with one gradient per array argument, {example}.")
     if len(result) != n and not (extra_none and len(result) == n + 1 and result[-1] is None):
         raise CheckFailed(f"{what} returned {len(result)} values; return a tuple with one gradient "
@@ -423,13 +437,13 @@ def check_numerical_gradient(numerical_gradient: Callable[..., Any]) -> None:
 
 # -- topological_order ------------------------------------------------------------------------
 
-def _order_problem(order: Sequence[Any], root: Any) -> str | None:
+def _order_problem(order: Sequence[Any], root: Any, G: _Graph) -> str | None:
     """Why ``order`` is not a reverse topological order of root's graph, or None if it is."""
-    reachable = {id(n): n for n in _ref_order(root)}
+    reachable = {id(n): n for n in _ref_order(root, G.parents)}
     ids = [id(n) for n in order]
     foreign = [n for n in order if id(n) not in reachable]
     if foreign:
-        kind = type(foreign[0]).__name__
+        kind = type_name(foreign[0])
         return (f"it contains a {kind} that is not a node root depends on; list the Node objects "
                 "reachable through .parents")
     if len(set(ids)) != len(ids):
@@ -440,18 +454,18 @@ def _order_problem(order: Sequence[Any], root: Any) -> str | None:
                 ".parents all the way down to the leaves")
     position = {i: k for k, i in enumerate(ids)}
     for node in order:
-        for p in node.parents:
+        for p in G.parents(node):
             if position[id(p)] < position[id(node)]:
                 return "a node comes after one of its parents"
     return None
 
 
-def _describe_order_mistake(order: list[Any], root: Any, what: str) -> None:
-    problem = _order_problem(order, root)
+def _describe_order_mistake(order: list[Any], root: Any, what: str, G: _Graph) -> None:
+    problem = _order_problem(order, root, G)
     if problem is None:
         return
     if problem == "a node comes after one of its parents":
-        if _order_problem(order[::-1], root) is None:
+        if _order_problem(order[::-1], root, G) is None:
             problem = ("the list runs from the leaves to root; reverse it so that root comes "
                        "first and every node precedes its parents")
         else:
@@ -491,29 +505,42 @@ def _order_graphs(G: _Graph) -> list[tuple[str, Any]]:
     return graphs
 
 
-def _frame_depth() -> int:
+@contextlib.contextmanager
+def _recursion_headroom(fn: Any, frames: int) -> Iterator[None]:
+    """Calls of ``fn`` may nest only ``frames`` deeper: recursion on a long chain fails even
+    where the student raised the interpreter's limit (in the kernel, for a notebook's ``fn``)."""
+    if isinstance(fn, Remote):
+        fn._peer.headroom = frames
+        try:
+            yield
+        finally:
+            fn._peer.headroom = None
+        return
     depth, frame = 0, sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
-    return depth
-
-
-@contextlib.contextmanager
-def _recursion_headroom(frames: int) -> Iterator[None]:
-    """Allow only ``frames`` more nested calls: recursion on a long chain fails even where the
-    student raised the interpreter's limit."""
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(_frame_depth() + frames)
+    sys.setrecursionlimit(depth + frames)
     try:
         yield
     finally:
         sys.setrecursionlimit(old)
 
 
+def _same_links(now: Any, then: Any) -> bool:
+    """A node's parents or args unchanged: the same tuple, or (from a grading kernel, where
+    each read is a new tuple) the same nodes and equal constants."""
+    if now is then:
+        return True
+    return (type(now) is tuple and type(then) is tuple and len(now) == len(then)
+            and all(a is b or (type(a) is np.ndarray and type(b) is np.ndarray and np.array_equal(a, b))
+                    or (type(a) in (int, float) and a == b) for a, b in zip(now, then)))
+
+
 def _order_of(topological_order: Callable, root: Any, what: str) -> list[Any]:
     got = call(topological_order, root, what=what)
     if not isinstance(got, (list, tuple)):
-        raise CheckFailed(f"{what} returned a {type(got).__name__}; return a list of nodes.")
+        raise CheckFailed(f"{what} returned a {type_name(got)}; return a list of nodes.")
     return list(got)
 
 
@@ -527,21 +554,21 @@ def check_topological_order(topological_order: Callable[..., Any], Node: type) -
             what = f"topological_order(root) for {desc}"
             before = [(n.parents, n.args) for n in G.nodes]
             order = _order_of(topological_order, root, what)
-            if any(n.parents is not p or n.args is not a for n, (p, a) in zip(G.nodes, before)):
+            if any(not (_same_links(n.parents, p) and _same_links(n.args, a)) for n, (p, a) in zip(G.nodes, before)):
                 raise CheckFailed(f"{what} changed the graph (a node's parents or args); only read it.")
-            _describe_order_mistake(order, root, what)
+            _describe_order_mistake(order, root, what, G)
         # Deep graphs must not use recursion: a chain of 2000 nodes with little stack to spare.
         root = _chain(G, 2000)
         what = "topological_order(root) for a chain of 2000 nodes"
         try:
-            with _recursion_headroom(300):
+            with _recursion_headroom(topological_order, 300):
                 order = _order_of(topological_order, root, what)
         except CheckFailed as exc:
             if "RecursionError" in str(exc):
                 raise CheckFailed(f"{what} hit Python's recursion limit: keep your own stack (a list) "
                                   "instead of calling a function recursively.") from None
             raise
-        _describe_order_mistake(order, root, what)
+        _describe_order_mistake(order, root, what, G)
 
 
 # -- VJPs -------------------------------------------------------------------------------------
@@ -743,35 +770,19 @@ def check_vjp_sum(vjp_sum: Callable[..., Any]) -> None:
 
 # -- backward ---------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _reference_ordering(backward: Callable[..., Any]) -> Iterator[None]:
-    """Point the notebook's ``topological_order`` (if backward's globals have one) at the reference."""
-    namespace = getattr(backward, "__globals__", None)
-    if namespace is None or "topological_order" not in namespace:
-        yield
-        return
-    saved = namespace["topological_order"]
-    namespace["topological_order"] = _ref_order
-    try:
-        yield
-    finally:
-        namespace["topological_order"] = saved
-
-
 def _run_backward(backward: Callable[..., Any], G: _Graph, desc: str, root: Any) -> None:
     """Run backward(root) twice on the graph and compare every node's grad with the reference."""
-    Node = G.Node
-    expected = _ref_backward(root, Node)
+    expected = _ref_backward(root, G)
     variants = {
         "gradients not accumulated: a node used by several children must ADD what each sends "
-        "(a.grad = a.grad + g), not keep the last one": _safe_variant(root, Node, accumulate=False),
+        "(a.grad = a.grad + g), not keep the last one": _safe_variant(root, G, accumulate=False),
         "adjoints paired with node.parents instead of node.args: a constant argument (as X in "
         "X @ W1) shifts them onto the wrong node; zip the vjp's results with node.args":
-            _safe_variant(root, Node, pair_with_parents=True),
+            _safe_variant(root, G, pair_with_parents=True),
         "a.grad += g wrote into an array that another node's grad shares (a VJP may return g "
-        "itself, as add does): write a.grad = a.grad + g": _safe_variant(root, Node, in_place=True),
+        "itself, as add does): write a.grad = a.grad + g": _safe_variant(root, G, in_place=True),
     }
-    order = _ref_order(root)
+    order = _ref_order(root, G.parents)
     values = [n.value.copy() for n in order]
     for attempt in (1, 2):
         what = f"backward(root) on: {desc}" + (" (called a second time)" if attempt == 2 else "")
@@ -794,10 +805,10 @@ def _run_backward(backward: Callable[..., Any], G: _Graph, desc: str, root: Any)
                         tol=SPEC["backward"].tol(want.dtype), mistakes=mistakes)
 
 
-def _safe_variant(root: Any, Node: type, **flags: Any) -> dict[int, np.ndarray] | None:
+def _safe_variant(root: Any, G: _Graph, **flags: Any) -> dict[int, np.ndarray] | None:
     try:
         with np.errstate(all="ignore"):
-            return _ref_backward(root, Node, **flags)
+            return _ref_backward(root, G, **flags)
     except (ValueError, TypeError, KeyError):
         return None
 
@@ -815,12 +826,14 @@ def check_backward(backward: Callable[..., Any], Node: type) -> None:
     spec = SPEC["backward"]
     Node = _node_type(Node)
     with _refusing(spec, _BACKPROP, _ORDER, primitives=True):
+        own = False
         try:
-            with _reference_ordering(backward):
+            # the notebook's topological_order (if backward uses one) is the reference meanwhile
+            with patched_global(backward, "topological_order", _ref_order) as own:
                 _backward_cases(backward, Node)
         except CheckFailed as first:
             # A backward written for the student's own ordering convention is right too.
-            if getattr(backward, "__globals__", {}).get("topological_order") is None:
+            if not own:
                 raise
             try:
                 _backward_cases(backward, Node)

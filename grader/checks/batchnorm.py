@@ -73,7 +73,7 @@ def _quiet() -> Iterator[None]:
 
 def _parts(out: Any, count: int, names: str, what: str) -> tuple[Any, ...]:
     if not (isinstance(out, (tuple, list)) and len(out) == count):
-        raise CheckFailed(f"{what} returned {type(out).__name__}"
+        raise CheckFailed(f"{what} returned {C.type_name(out)}"
                           f"{f' of length {len(out)}' if isinstance(out, (tuple, list)) else ''}; "
                           f"expected a tuple {names}.")
     return tuple(out)

@@ -282,7 +282,7 @@ def check_fans(fans):
             if (not isinstance(got, (tuple, list, np.ndarray)) or len(got) != 2
                     or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
                                for v in got)):
-                raise CheckFailed(f"{what} returned {type(got).__name__} {str(got)[:60]}; expected a "
+                raise CheckFailed(f"{what} returned {C.type_name(got)} {str(got)[:60]}; expected a "
                                   "pair of integers (fan_in, fan_out).")
             want = tuple(reference(shape))
             got = (int(got[0]), int(got[1]))

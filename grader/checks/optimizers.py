@@ -72,11 +72,11 @@ def _quiet() -> Iterator[None]:
 
 def _pair(out: Any, what: str) -> tuple[Any, Mapping[str, Any]]:
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise CheckFailed(f"{what} returned {type(out).__name__}; expected a pair "
+        raise CheckFailed(f"{what} returned {C.type_name(out)}; expected a pair "
                           "(new_param, new_state).")
     new_param, new_state = out
     if not isinstance(new_state, Mapping):
-        raise CheckFailed(f"{what} returned {type(new_state).__name__} as the new state; expected "
+        raise CheckFailed(f"{what} returned {C.type_name(new_state)} as the new state; expected "
                           "a dict such as {'step': 1, 'exp_avg': m}.")
     return new_param, new_state
 
@@ -650,7 +650,7 @@ def check_linear_decay(linear_decay):
             shown = "linear_decay(" + ", ".join(map(repr, args)) + ")"
             schedule = C.call(linear_decay, *args, what=shown)
             if not callable(schedule):
-                raise CheckFailed(f"{shown} returned {type(schedule).__name__}; it must return a "
+                raise CheckFailed(f"{shown} returned {C.type_name(schedule)}; it must return a "
                                   "function of the step t giving the learning rate.")
             expected_fn = reference(*args)
             ts = list(range(2 * tau + 3)) + [10 * tau, 100 * tau + 1]

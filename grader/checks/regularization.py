@@ -49,22 +49,6 @@ EARLY_STOPPING_LIBRARY = ("course.train.early_stopping_epoch", "course.train.Ear
 
 
 @contextmanager
-def _reference_mask(dropout: Callable[..., Any], mask: Callable[..., Any]) -> Iterator[None]:
-    """While the block runs, the name ``dropout_mask`` in the student's namespace (where their
-    ``dropout`` looks it up) is the reference: a wrong mask is graded once, in its own exercise."""
-    namespace = getattr(dropout, "__globals__", None)
-    own = namespace.get("dropout_mask") if namespace is not None else None
-    if not callable(own):
-        yield
-        return
-    namespace["dropout_mask"] = mask
-    try:
-        yield
-    finally:
-        namespace["dropout_mask"] = own
-
-
-@contextmanager
 def _quiet() -> Iterator[None]:
     """No floating-point warnings on stderr (graded cells must stay silent)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -223,7 +207,7 @@ def _input(key: Sequence[Any], shape: tuple[int, ...], dtype: Any) -> np.ndarray
 def check_dropout(dropout):
     spec = SPEC["dropout"]
     with C.refusing(spec, DROPOUT_LIBRARY) as library, \
-            _reference_mask(dropout, library["course.functional.dropout_mask"]):
+            C.patched_global(dropout, "dropout_mask", library["course.functional.dropout_mask"]):
         for dtype in spec.dtypes:
             tol = spec.tol(dtype)
             for mode in MODES:
@@ -316,7 +300,7 @@ def _check_l2_penalty(l2_penalty: Callable[..., Any], spec: Any) -> None:
                 what = f"l2_penalty(w, lam={lam}) with w of shape {shape}, dtype {dtype}"
                 out = _call(l2_penalty, w, lam, what=what)
                 if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                    raise CheckFailed(f"{what} returned {type(out).__name__}; expected a pair "
+                    raise CheckFailed(f"{what} returned {C.type_name(out)}; expected a pair "
                                       "(value, grad).")
                 value, grad = out
                 if isinstance(value, np.ndarray) and value.shape != ():
@@ -446,7 +430,7 @@ def _as_epoch(value: Any, what: str, allow_none: bool) -> int | None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         kind = "an int or None" if allow_none else "an int"
-        raise CheckFailed(f"{what}: expected {kind}, got {type(value).__name__} {value!r}.")
+        raise CheckFailed(f"{what}: expected {kind}, got {C.type_name(value)} {value!r}.")
     return int(value)
 
 
@@ -467,7 +451,7 @@ def check_early_stopping_epoch(early_stopping_epoch):
             what = _describe(losses, patience, as_array)
             out = _call(early_stopping_epoch, arg, patience, what=what)
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise CheckFailed(f"{what} returned {type(out).__name__}; expected a pair "
+                raise CheckFailed(f"{what} returned {C.type_name(out)}; expected a pair "
                                   "(best_epoch, stop_epoch).")
             answers.append((_as_epoch(out[0], f"best_epoch from {what}", allow_none=False),
                             _as_epoch(out[1], f"stop_epoch from {what}", allow_none=True)))
