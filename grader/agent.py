@@ -91,8 +91,8 @@ class Encoder:
         return len(self.buffers) - 1
 
     def encode(self, value: Any, depth: int = 0) -> Any:
-        t = type(value)
-        if value is None or t in (bool, int, str):
+        t = type(value)  # identity tests only: a notebook's class may override == (even on its metaclass)
+        if value is None or t is bool or t is int or t is str:
             return value
         if t is float:
             return value if value == value and abs(value) != float("inf") else {"$x": repr(value)}
@@ -107,7 +107,7 @@ class Encoder:
                 return {"$a": self._buffer(data), "dtype": value.dtype.str, "shape": list(value.shape)}
             if isinstance(value, np.generic) and t.__module__ == "numpy" and value.dtype.kind in ARRAY_KINDS:
                 return {"$s": self._buffer(value.tobytes()), "dtype": value.dtype.str}
-            if t is np.dtype and value.kind in ARRAY_KINDS and value.fields is None:
+            if isinstance(value, np.dtype) and value.kind in ARRAY_KINDS and value.fields is None:
                 return {"$dt": value.str}
             if t is np.random.Generator and type(value.bit_generator).__name__ in GENERATORS:
                 return {"$g": self.encode(value.bit_generator.state, depth + 1)}
@@ -119,7 +119,7 @@ class Encoder:
             return {"$d": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
         if t is types.SimpleNamespace:
             return {"$ns": [[k, self.encode(v, depth + 1)] for k, v in vars(value).items()]}
-        if value in (bool, int, float, complex):
+        if any(value is k for k in (bool, int, float, complex)):
             return {"$ty": f"builtins.{value.__name__}"}
         if np is not None and isinstance(value, type) and issubclass(value, np.generic) \
                 and value.__module__ == "numpy":
@@ -264,14 +264,14 @@ def where(exc: BaseException) -> str:
 def exception_event(exc: BaseException) -> dict[str, Any]:
     """How an exception travels: its class name, whether it is a builtin or a check failure,
     its message and the raising line of the student's code."""
-    t = type(exc)
-    kind = ("checkfailed" if t.__name__ == "CheckFailed" and isinstance(exc, AssertionError) else
-            "builtin" if getattr(builtins, t.__name__, None) is t else "other")
     try:
-        message = str(exc)[:2000]
+        t = type(exc)
+        name = str(t.__name__)
+        kind = ("checkfailed" if name == "CheckFailed" and isinstance(exc, AssertionError) else
+                "builtin" if getattr(builtins, name, None) is t else "other")
+        return {"raise": name, "kind": kind, "message": str(exc)[:2000], "where": where(exc)[:500]}
     except Exception:  # noqa: BLE001 - a student's exception may fail even to print
-        message = "?"
-    return {"raise": t.__name__, "kind": kind, "message": message, "where": where(exc)[:500]}
+        return {"raise": "Exception", "kind": "other", "message": "?", "where": ""}
 
 
 def rebuild(event: dict[str, Any], check_failed: type[BaseException]) -> BaseException:
@@ -575,7 +575,7 @@ class Peer:
         target = self.objects[n]
         payload = self.decode(msg.get("a"), buffers)
         before = after = None
-        try:
+        try:  # whatever the student's code or its values do, the other side gets an answer
             if op == "call":
                 args, kwargs = payload
                 if not isinstance(args, tuple) or not isinstance(kwargs, dict):
@@ -589,14 +589,13 @@ class Peer:
                 after = self.encode(payload)
             else:
                 result = self._op(op, target, payload)
-        except Broken:
+            changed = after if after is not None and digest(*after) != digest(*before) else None
+        except (Broken, KeyboardInterrupt):
             raise
         except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
-            if isinstance(exc, KeyboardInterrupt):
-                raise
             self.reply_raise(exc)
             return
-        self.reply(result, after if after is not None and digest(*after) != digest(*before) else None)
+        self.reply(result, changed)
 
     def _op(self, op: str, target: Any, payload: Any) -> Any:
         if op == "getattr":
@@ -628,8 +627,10 @@ class Peer:
     def reply(self, value: Any, after: tuple[Any, list[bytes]] | None = None) -> None:
         try:
             tree, buffers = self.encode(value)
-        except (TooLarge, TypeError) as exc:
-            self.reply_raise(ValueError(f"the answer could not be sent ({exc})"))
+        except (Broken, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a notebook's value may fail in any way
+            self.reply_raise(ValueError(f"the answer could not be sent ({type(exc).__name__}: {exc})"))
             return
         header: dict[str, Any] = {"op": "return", "s": self.session, "a": tree}
         if after is not None:

@@ -94,7 +94,7 @@ def check_course(course: Course, assignments: list[str] | None = None, *, timeou
         for assignment in assignments:
             problems += catalog_problems(course, assignment, catalog)
             problems += _leaks(course, assignment, fresh / assignment)
-            template = make_template(db_url, assignment)
+            template = make_template(db_url, assignment, fresh / assignment)
             cells = _graded_cells(course, assignment)
             by_hand = {key for key, (_, hand) in cells.items() if hand}
             for who, folder, expect_full in (("solution", course.solutions, True),

@@ -16,9 +16,11 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbgrader.api
 from nbgrader.plugins import LateSubmissionPlugin
+from nbgrader.preprocessors import NbGraderPreprocessor as Preprocessor
 from sqlalchemy.exc import SAWarning
 from traitlets import Float
 from traitlets.config import Config
@@ -166,6 +168,22 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
 #: Thread-pool sizes of BLAS/OpenMP libraries, read when a kernel loads them.
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+STOCK_AUTOGRADE_REFUSED = (
+    "this course is autograded with `python -m grader autograde ASSIGNMENT`, not with nbgrader's own "
+    "autograde (nor formgrader's Autograde button): the stock command runs the hidden checks inside "
+    "the student's kernel, where the notebook can defeat them, and its grades would pass for this "
+    "course's. Run `python -m grader autograde` (same course, same gradebook)."
+)
+
+
+class RefuseStockAutograde(Preprocessor):
+    """The only autograde step of the stock nbgrader configuration (grader/nbgrader_config.py):
+    it stops every notebook before anything runs or any grade is saved."""
+
+    def preprocess(self, nb: Any, resources: Any) -> Any:
+        raise GraderError(STOCK_AUTOGRADE_REFUSED)
 
 
 def kernel_env(root: Path) -> dict[str, str]:

@@ -181,9 +181,11 @@ def kernel_library(course_root: Path) -> Path:
     return folder
 
 
-def make_template(db_url: str, assignment: str) -> bytes:
+def make_template(db_url: str, assignment: str, release: Path) -> bytes:
     """An SQLite gradebook holding only ``assignment``'s structure (due date, notebooks, cells,
-    source of locked cells), copied from the gradebook at ``db_url``."""
+    source of locked cells), copied from the gradebook at ``db_url``. Cells are written in the
+    order of the release notebooks in ``release`` (a gradebook has no cell order: PostgreSQL
+    returns them in any order), which :func:`grader.preflight.load_template` reads back."""
     with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp:
         path = Path(tmp) / "template.db"
         with Gradebook(db_url) as main, Gradebook(f"sqlite:///{path}") as tpl:
@@ -194,6 +196,7 @@ def make_template(db_url: str, assignment: str) -> bytes:
                                   "`python -m grader build` first") from None
             tpl.add_assignment(a.name, duedate=a.duedate)
             for nb in a.notebooks:
+                order = _release_order(release / f"{nb.name}.ipynb")
                 tpl.add_notebook(nb.name, a.name, kernelspec=nb.kernelspec)
                 for c in nb.grade_cells:
                     tpl.add_grade_cell(c.name, nb.name, a.name, max_score=c.max_score, cell_type=c.cell_type)
@@ -201,10 +204,19 @@ def make_template(db_url: str, assignment: str) -> bytes:
                     tpl.add_solution_cell(c.name, nb.name, a.name)
                 for c in nb.task_cells:
                     tpl.add_task_cell(c.name, nb.name, a.name, max_score=c.max_score, cell_type=c.cell_type)
-                for c in nb.source_cells:
+                for c in sorted(nb.source_cells, key=lambda c: (order.get(c.name, len(order)), c.name)):
                     tpl.add_source_cell(c.name, nb.name, a.name, cell_type=c.cell_type, locked=c.locked,
                                         source=c.source, checksum=c.checksum)
         return path.read_bytes()
+
+
+def _release_order(path: Path) -> dict[str, int]:
+    """grade_id -> position of the cell in a release notebook."""
+    if not path.is_file():
+        raise GraderError(f"{path} is missing: run `python -m grader build` to write the release notebooks")
+    cells = nbformat.read(path, as_version=4).cells
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
+    return {gid: i for i, gid in enumerate(ids) if gid}
 
 
 def grade_submission(job: Job) -> Result:

@@ -72,12 +72,19 @@ class TemplateNotebook:
 
 
 def load_template(db_url: str, assignment: str) -> dict[str, TemplateNotebook]:
-    """The assignment's notebooks and cells, in notebook order, from a gradebook."""
+    """The assignment's notebooks and cells, in notebook order, from a template gradebook
+    (an SQLite file written by :func:`grader.grading.make_template`)."""
     from nbgrader.api import Gradebook
+
+    from sqlalchemy import text
 
     out = {}
     with Gradebook(db_url) as gb:
         for nb in gb.find_assignment(assignment).notebooks:
+            # the template (grader.grading.make_template) wrote the cells in release order
+            rows = gb.db.execute(text("SELECT name FROM source_cell WHERE notebook_id = :id ORDER BY rowid"),
+                                 {"id": nb.id}).fetchall()
+            position = {row[0]: i for i, row in enumerate(rows)}
             grades = {c.name: c.max_score for c in nb.grade_cells}
             solutions = {c.name for c in nb.solution_cells}
             tasks = {c.name: c.max_score for c in nb.task_cells}
@@ -85,7 +92,7 @@ def load_template(db_url: str, assignment: str) -> dict[str, TemplateNotebook]:
                 name=c.name, cell_type=c.cell_type, locked=bool(c.locked), source=c.source or "",
                 checksum=c.checksum, grade=c.name in grades, solution=c.name in solutions,
                 task=c.name in tasks, points=grades.get(c.name, tasks.get(c.name)))
-                for c in nb.source_cells)
+                for c in sorted(nb.source_cells, key=lambda c: position.get(c.name, len(position))))
             out[nb.name] = TemplateNotebook(nb.name, json.loads(nb.kernelspec) if nb.kernelspec else None, cells)
     return out
 

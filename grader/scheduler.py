@@ -266,7 +266,7 @@ def autograde(course: Course, assignment: str, students: Iterable[str] | None = 
         if due is not None:
             rec.gradebook.update_or_create_assignment(assignment, duedate=parse_utc(due))
         duedate = rec.gradebook.find_assignment(assignment).duedate
-        template = make_template(course.db_url, assignment)
+        template = make_template(course.db_url, assignment, course.notebooks / assignment)
         version = checks_version(course, assignment)
         settings = f"late_penalty={late_penalty} timeout={timeout} due={duedate}"
         folders = {p.parent.name: p for p in sorted(course.submitted.glob(f"*/{assignment}")) if p.is_dir()}

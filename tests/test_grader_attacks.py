@@ -106,6 +106,16 @@ RESOURCES = {
         NOT_RUN, ["time limit: a cell ran past its time limit (5 s) and the kernel did not stop when interrupted"],
         "time limit", "a cell ran past its time limit (5 s) and the kernel did not stop when interrupted"),
     "sys_exit": Case({"scale_impl": SNEAKY + "import sys\nsys.exit(3)"}, SCALE_ZERO),
+    # the same while the hidden check is calling the student's function: the check stops, the
+    # next cells are graded (an interrupt), or not run (a dead kernel)
+    "loops_in_check": Case({"scale_impl": "def scale(x, k):\n    while x.size != 2:\n        pass\n    return k * x\n"},
+                           SCALE_ZERO, ["scale: timed out"], message="cell 5 ran past its time limit (5 s) and was interrupted"),
+    "dies_in_check": Case({"scale_impl": "import os\ndef scale(x, k):\n    if x.size != 2:\n        os._exit(3)\n"
+                                         "    return k * x\n"}, NOT_RUN,
+                          ["kernel died: the kernel exited with status 3 (the notebook called sys.exit, os._exit, "
+                           "exit() or quit(), or the kernel failed)"], "kernel died",
+                          "the kernel exited with status 3 (the notebook called sys.exit, os._exit, exit() or quit(), "
+                          "or the kernel failed)"),
     "os_exit": Case({"scale_impl": "import os\nos._exit(3)"}, NOT_RUN,
                     ["kernel died: the kernel exited with status 3 (the notebook called sys.exit, os._exit, "
                      "exit() or quit(), or the kernel failed)"], "kernel died",

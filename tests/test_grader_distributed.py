@@ -20,6 +20,9 @@ import pytest
 from _grader_scale import ASG, GRADING, STUDENTS, fresh_work, jupyter_env, serial_baseline, snapshot
 from grader.audit import audit_log, load_summary
 from grader.cli import main
+from grader.config import REPO_ROOT, Course
+from grader.fabricate import assemble_course, fill_submission
+from grader.nb import read_notebook, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +113,8 @@ def postgres_url() -> Iterator[str]:
         pg("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         pg("pg_ctl", "-D", str(data), "-l", str(home / "server.log"), "-w", "-t", "60", "-o",
            f"-p {port} -c listen_addresses=127.0.0.1 -k {home} -c fsync=off", "start")
-        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "gradebook")
+        for name in ("gradebook", "real"):
+            pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
         yield f"postgresql://postgres@127.0.0.1:{port}/gradebook"
     finally:
         if (data / "postmaster.pid").exists():
@@ -129,3 +133,61 @@ def test_postgresql_gradebook_records_exactly_like_sqlite(serial, tmp_path_facto
     assert sorted(row["student"] for row in audit_log(course, ASG)) == sorted(STUDENTS)
     assert _cli(course, "--db", postgres_url, "autograde", ASG, *_grading_flags()) == 0  # all up to date
     assert "0 submission(s) graded" in capsys.readouterr().out
+
+
+# The course's own five assignments, on both gradebooks: a gradebook has no cell order, and
+# PostgreSQL returns cells in another order than SQLite. Per notebook: the model solution,
+# every other answer left undone, and a tampering one (its first answer cell silences every
+# hidden check that follows).
+TAMPER = ("import sys\n_c = sys.modules.get('grader.checks')\nif _c is not None:\n"
+          "    type(_c).__getattr__ = lambda self, name: type('M', (), {'__getattr__': "
+          "lambda s, n: (lambda *a, **k: None)})()\n")
+
+
+def _real_course(tmp_path_factory, label: str, db: str | None) -> tuple[Course, list[str]]:
+    root = assemble_course(tmp_path_factory.mktemp(f"real-root-{label}"),
+                           ["course", "grader", "solutions", "notebooks", "pyproject.toml"], source=REPO_ROOT)
+    course = Course(root, root / "work", db)
+    assignments = course.assignments()
+    for asg in assignments:
+        for release_path in sorted((course.notebooks / asg).glob("*.ipynb")):
+            release, solution = read_notebook(release_path), read_notebook(course.solutions / asg / release_path.name)
+            answers = [c for c in solution.cells
+                       if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+            ids = [c.metadata.nbgrader.grade_id for c in answers]
+            first = answers[0]
+            notebooks = {"model": fill_submission(release, solution),
+                         "half": fill_submission(release, solution, {gid: None for gid in ids[1::2]}),
+                         "tamper": fill_submission(release, solution, {ids[0]: TAMPER + first.source})}
+            for student, nb in notebooks.items():
+                write_notebook(nb, course.submitted / student / asg / release_path.name)
+    return course, assignments
+
+
+def _grades(course: Course, assignments: list[str]) -> dict[str, object]:
+    out = {}
+    for asg in assignments:
+        for student, entry in load_summary(course, asg)["submissions"].items():
+            for name, nb in entry["notebooks"].items():
+                out[f"{asg}/{student}/{name}"] = ({gid: c["auto_score"] for gid, c in nb["cells"].items()},
+                                                 sorted(nb["flags"]), nb["outcome"])
+    return out
+
+
+def test_real_assignments_grade_alike_on_postgresql_and_sqlite(tmp_path_factory, postgres_url):
+    grades = {}
+    for label, db in (("sqlite", None), ("postgresql", postgres_url.rsplit("/", 1)[0] + "/real")):
+        course, assignments = _real_course(tmp_path_factory, label, db)
+        common = ["--root", str(course.root), "--work", str(course.work), *(["--db", db] if db else [])]
+        assert main([*common, "build"]) == 0
+        for asg in assignments:
+            main([*common, "autograde", asg, "--workers", "2"])
+        grades[label] = _grades(course, assignments)
+    assert grades["postgresql"] == grades["sqlite"]
+    sqlite = grades["sqlite"]
+    assert len(sqlite) == 3 * 5
+    for key, (cells, flags, outcome) in sqlite.items():
+        student = key.split("/")[1]
+        assert outcome == "graded" and bool(flags) == (student == "tamper"), (key, flags)
+        if student == "model":
+            assert all(score is None or score > 0 for score in cells.values()), (key, cells)
