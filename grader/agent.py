@@ -30,8 +30,8 @@ This module is stdlib and NumPy only: it runs inside the kernel as source.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
+import math
 import os
 import select
 import signal
@@ -92,33 +92,37 @@ class Encoder:
 
     def encode(self, value: Any, depth: int = 0) -> Any:
         t = type(value)  # identity tests only: a notebook's class may override == (even on its metaclass)
-        if value is None or t is bool or t is int or t is str:
+        if value is None or t is str or t is int or t is bool:
             return value
         if t is float:
             return value if value == value and abs(value) != float("inf") else {"$x": repr(value)}
-        if t is complex:
-            return {"$c": [self.encode(value.real), self.encode(value.imag)]}
         if depth > _MAX_DEPTH:
             raise TooLarge("nested more than 40 levels deep")
-        np = sys.modules.get("numpy")
+        if t is tuple:
+            return {"$t": [self.encode(v, depth + 1) for v in value]}
+        if t is list:
+            return [self.encode(v, depth + 1) for v in value]
+        np = _numpy()
+        if np is not None and t is np.ndarray and value.dtype.kind in ARRAY_KINDS and value.dtype.fields is None:
+            data = np.ascontiguousarray(value).tobytes()
+            return {"$a": self._buffer(data), "dtype": value.dtype.str, "shape": list(value.shape)}
+        if t is dict:
+            return {"$d": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
+        if t is types.SimpleNamespace:
+            return {"$ns": [[k, self.encode(v, depth + 1)] for k, v in vars(value).items()]}
+        if t is complex:
+            return {"$c": [self.encode(value.real), self.encode(value.imag)]}
         if np is not None:
-            if t is np.ndarray and value.dtype.kind in ARRAY_KINDS and value.dtype.fields is None:
-                data = np.ascontiguousarray(value).tobytes()
-                return {"$a": self._buffer(data), "dtype": value.dtype.str, "shape": list(value.shape)}
             if isinstance(value, np.generic) and t.__module__ == "numpy" and value.dtype.kind in ARRAY_KINDS:
                 return {"$s": self._buffer(value.tobytes()), "dtype": value.dtype.str}
             if isinstance(value, np.dtype) and value.kind in ARRAY_KINDS and value.fields is None:
                 return {"$dt": value.str}
             if t is np.random.Generator and type(value.bit_generator).__name__ in GENERATORS:
                 return {"$g": self.encode(value.bit_generator.state, depth + 1)}
-        if t is tuple or (isinstance(value, tuple) and hasattr(t, "_fields")):  # namedtuples too
+        if isinstance(value, tuple) and hasattr(t, "_fields"):  # namedtuples
             return {"$t": [self.encode(v, depth + 1) for v in value]}
-        if t is list:
-            return [self.encode(v, depth + 1) for v in value]
-        if t is dict or (isinstance(value, dict) and t.__module__ == "collections"):
+        if isinstance(value, dict) and t.__module__ == "collections":  # OrderedDict, defaultdict
             return {"$d": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
-        if t is types.SimpleNamespace:
-            return {"$ns": [[k, self.encode(v, depth + 1)] for k, v in vars(value).items()]}
         if any(value is k for k in (bool, int, float, complex)):
             return {"$ty": f"builtins.{value.__name__}"}
         if np is not None and isinstance(value, type) and issubclass(value, np.generic) \
@@ -127,70 +131,82 @@ class Encoder:
         return self.ref(value)
 
 
+_NUMPY: Any = None
+
+
+def _numpy() -> Any:
+    """NumPy once something imported it (the kernel's notebook may not have yet)."""
+    global _NUMPY
+    if _NUMPY is None:
+        _NUMPY = sys.modules.get("numpy")
+    return _NUMPY
+
+
 def decode(tree: Any, buffers: list[bytes], ref: Callable[[dict[str, Any]], Any]) -> Any:
     """Inverse of :meth:`Encoder.encode`; ``ref(tree)`` resolves handles. Validates every
     array (dtype kind, size), so a crafted message cannot smuggle objects in."""
+    t = type(tree)
+    if tree is None or t is str or t is int or t is float or t is bool:
+        return tree
+    if t is list:
+        return [decode(v, buffers, ref) for v in tree]
+    if t is not dict or not tree or len(tree) > 3:
+        raise ValueError("malformed value")
+    tag = next(iter(tree))  # the encoder writes the tag first
+    if tag == "$a" or tag == "$s":
+        return _array(tree, buffers, scalar=tag == "$s")
+    if tag == "$t":
+        return tuple(decode(v, buffers, ref) for v in tree["$t"])
+    if tag == "$d":
+        return {decode(k, buffers, ref): decode(v, buffers, ref) for k, v in tree["$d"]}
+    if tag == "$e" or tag == "$r":
+        return ref(tree)
+    if tag == "$ns":
+        return types.SimpleNamespace(**{str(k): decode(v, buffers, ref) for k, v in tree["$ns"]})
+    if len(tree) != 1:
+        raise ValueError("malformed value")
     import numpy as np
 
-    if tree is None or isinstance(tree, (bool, int, float, str)):
-        return tree
-    if isinstance(tree, list):
-        return [decode(v, buffers, ref) for v in tree]
-    if not isinstance(tree, dict) or len(tree) > 3:
-        raise ValueError("malformed value")
-    if "$x" in tree:
+    if tag == "$x":
         if tree["$x"] not in ("nan", "inf", "-inf"):
             raise ValueError("malformed float")
         return float(tree["$x"])
-    if "$c" in tree:
+    if tag == "$c":
         re, im = (decode(v, buffers, ref) for v in tree["$c"])
         return complex(re, im)
-    if "$a" in tree or "$s" in tree:
-        dtype = np.dtype(tree["dtype"])
-        if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.hasobject:
-            raise ValueError(f"dtype {dtype} is not plain data")
-        data = buffers[tree["$a"] if "$a" in tree else tree["$s"]]
-        shape = tuple(int(n) for n in tree.get("shape", ()))
-        if len(data) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
-            raise ValueError("array size does not match its buffer")
-        arr = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
-        return arr if "$a" in tree else arr[()]
-    if "$dt" in tree:
+    if tag == "$dt":
         dtype = np.dtype(tree["$dt"])
         if dtype.kind not in ARRAY_KINDS or dtype.hasobject:
             raise ValueError(f"dtype {dtype} is not plain data")
         return dtype
-    if "$g" in tree:
+    if tag == "$g":
         state = decode(tree["$g"], buffers, ref)
         if not isinstance(state, dict) or state.get("bit_generator") not in GENERATORS:
             raise ValueError("unknown random generator")
         gen = np.random.Generator(getattr(np.random, state["bit_generator"])())
         gen.bit_generator.state = state
         return gen
-    if "$t" in tree:
-        return tuple(decode(v, buffers, ref) for v in tree["$t"])
-    if "$d" in tree:
-        return {decode(k, buffers, ref): decode(v, buffers, ref) for k, v in tree["$d"]}
-    if "$ns" in tree:
-        return types.SimpleNamespace(**{str(k): decode(v, buffers, ref) for k, v in tree["$ns"]})
-    if "$ty" in tree:
+    if tag == "$ty":
         module, _, name = str(tree["$ty"]).partition(".")
         value = getattr(builtins if module == "builtins" else np, name, None) if module in ("builtins", "numpy") else None
         if not isinstance(value, type) or not (value in (bool, int, float, complex) or issubclass(value, np.generic)):
             raise ValueError(f"unknown type {tree['$ty']!r}")
         return value
-    if "$e" in tree or "$r" in tree:
-        return ref(tree)
     raise ValueError("malformed value")
 
 
-def digest(tree: Any, buffers: list[bytes]) -> str:
-    """Identity of an encoded value: equal values, equal digests."""
-    h = hashlib.sha256(json.dumps(tree, sort_keys=True).encode())
-    for data in buffers:
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+def _array(tree: dict[str, Any], buffers: list[bytes], *, scalar: bool) -> Any:
+    import numpy as np
+
+    dtype = np.dtype(tree["dtype"])
+    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.hasobject:
+        raise ValueError(f"dtype {dtype} is not plain data")
+    data = buffers[tree["$s" if scalar else "$a"]]
+    shape = tuple(int(n) for n in tree.get("shape", ()))
+    if any(n < 0 for n in shape) or len(data) != dtype.itemsize * math.prod(shape):
+        raise ValueError("array size does not match its buffer")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return arr[()] if scalar else arr
 
 
 def restore(target: Any, value: Any) -> None:
@@ -589,7 +605,7 @@ class Peer:
                 after = self.encode(payload)
             else:
                 result = self._op(op, target, payload)
-            changed = after if after is not None and digest(*after) != digest(*before) else None
+            changed = after if after is not None and after != before else None  # trees and bytes compare exactly
         except (Broken, KeyboardInterrupt):
             raise
         except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything

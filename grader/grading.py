@@ -74,7 +74,8 @@ class NotebookResult:
     """Grades of one notebook. ``cells`` maps grade_id -> auto_score (None: graded by hand),
     max_score, needs_manual_grade; ``score`` sums the auto scores, ``max_score`` all cells.
     ``flags`` ask for an instructor's review ("<grade_id>: why" for a cell); ``message`` says
-    what happened to the notebook (repairs, limits hit)."""
+    what happened to the notebook (repairs, limits hit); ``diagnoses`` maps a graded cell whose
+    hidden check failed to the check's message (what ``report --mistakes`` counts)."""
 
     name: str
     outcome: str                          # graded | missing | unreadable | kernel died | time limit | error
@@ -87,6 +88,7 @@ class NotebookResult:
     flags: list[str]
     autograded: bytes | None = None
     message: str = ""
+    diagnoses: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -350,10 +352,13 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
         score = sum(c["auto_score"] or 0.0 for c in cells.values())
         if penalty and before > 0:  # penalties are a share of the score: scale with it
             penalty = penalty * score / before
+        diagnoses = {gid: "\n".join(v["message"] for v in cell.verdicts if not v.get("ok") and v.get("message"))
+                     for gid, cell in (run.cells.items() if run is not None else ())}
         results.append(NotebookResult(
             name=name, outcome=outcome, seconds=round(seconds.get(name, 0.0), 3), score=score,
             max_score=sum(c["max_score"] for c in cells.values()), cells=cells, comments=comments,
-            late_penalty=penalty, flags=sorted(set(flags)), autograded=data, message="; ".join(messages)))
+            late_penalty=penalty, flags=sorted(set(flags)), autograded=data, message="; ".join(messages),
+            diagnoses={gid: text for gid, text in diagnoses.items() if text}))
     return results
 
 

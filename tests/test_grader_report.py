@@ -1,0 +1,33 @@
+"""``report --mistakes``: what the class got wrong, counted from the hidden checks' named
+diagnoses of a real autograde run (fixture assignment 00_attacks)."""
+from __future__ import annotations
+
+import pytest
+
+from fixtures.attacks import kit
+from grader.cli import main
+
+pytestmark = pytest.mark.slow
+
+# Right on the visible test, wrong on the hidden one: the check names the mistake.
+ADDED = "def scale(x, k):\n    return k * x if x.size == 2 else x + k\n"
+OTHER = "def scale(x, k):\n    return k * x if x.size == 2 else x * 0\n"
+
+
+def test_mistakes_counts_each_named_mistake_with_its_share_and_an_example(tmp_path, capsys):
+    with kit.clean_jupyter(tmp_path):
+        course = kit.build_course(tmp_path / "course")
+        class_ = {"ann": {"scale_impl": ADDED}, "bea": {"scale_impl": ADDED, "answer_impl": "answer = 6.0\n"},
+                  "cal": {"scale_impl": OTHER}, "dan": {}}
+        for student, answers in class_.items():
+            kit.submit(course, student, kit.standard(course, answers))
+        kit.grade_all(course)
+        capsys.readouterr()
+        assert main(["--root", str(course.root), "report", kit.ASG, "--mistakes"]) == 0
+        out = capsys.readouterr().out
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "00_attacks: what 4 graded submission(s) got wrong (named mistakes the hidden checks diagnosed)" in lines
+    assert "scale x + k (added, not multiplied) 2 50% ann" in lines
+    assert "answer 3 Var(y): the constant must come out squared 1 25% bea" in lines
+    assert "failed without a named mistake: scale 1" in lines
+    assert (course.reports / f"{kit.ASG}-mistakes.png").stat().st_size > 1000
