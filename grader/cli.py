@@ -65,18 +65,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    """Exit 0: every file collected; 1: collected, but the students and files listed need
+    attention; 2: nothing collected, the command's input is wrong."""
     from grader.collect import collect
 
     course = _course(args)
-    report = collect(course, Path(args.source), assignment=args.assignment,
-                     roster=Path(args.roster) if args.roster else None)
+    try:
+        report = collect(course, Path(args.source), assignment=args.assignment,
+                         roster=Path(args.roster) if args.roster else None)
+    except GraderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     students = {s.student for s in report.collected}
     print(f"collected {len(report.collected)} notebook(s) of {len(students)} student(s) into {course.submitted}")
     for note in report.notes:
         print(f"  note: {note}")
+    for flag in report.flagged:
+        print(f"  FLAGGED {flag.student}: {flag.source}: {flag.reason}")
     for source, reason in report.unmatched:
         print(f"  NOT COLLECTED: {source}: {reason}")
-    return 1 if report.unmatched else 0
+    if not (report.flagged or report.unmatched):
+        return 0
+    flagged = sorted({f.student for f in report.flagged})
+    print(f"needs attention: {len(flagged)} student(s) flagged ({', '.join(flagged) or 'none'}), "
+          f"{len(report.unmatched)} file(s) of no known student")
+    return 1
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
@@ -237,9 +250,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
 
     p = add("collect", cmd_collect, "copy submissions from a folder or LMS zip into WORK/submitted")
+    p.epilog = ("exit status: 0 all collected; 1 collected, but flagged students or files of no known "
+                "student need attention (listed); 2 bad input, nothing collected")
     p.add_argument("source", help="folder or .zip")
     p.add_argument("--assignment", help="assignment of flat files (default: from the notebook name)")
-    p.add_argument("--roster", help="CSV student_id,name,lms_id to map LMS names and ids to student ids")
+    p.add_argument("--roster", help="CSV student_id,name,lms_id: the student ids, found by LMS id or full name "
+                   "(files it does not name are not collected)")
 
     p = add("autograde", cmd_autograde, "grade submissions: scratch copy per submission, here, in --workers "
             "processes or on a Dask --scheduler; one writer to the gradebook; resumes where a killed run stopped")

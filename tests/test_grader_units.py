@@ -102,15 +102,16 @@ def _mini_course(tmp_path: Path) -> Course:
     return Course.at(tmp_path, tmp_path / "work")
 
 
-def test_roster_matches_lms_id_then_name_in_any_order(tmp_path):
+def test_roster_matches_lms_id_then_full_name_in_any_order(tmp_path):
     path = tmp_path / "roster.csv"
     path.write_text("student_id,name,lms_id\njsmith,Jane Smith,12345\nokim,Ödön Kim,\n")
     roster = Roster(path)
-    assert roster.find(Parsed(file="x", name="whoever", lms_id="12345")) == "jsmith"
-    assert roster.find(Parsed(file="x", name="smith jane")) == "jsmith"
-    assert roster.find(Parsed(file="x", name="Kim Odon")) == "okim"
-    assert roster.find(Parsed(file="x", student="jsmith")) == "jsmith"
-    assert roster.find(Parsed(file="x", name="John Doe")) is None
+    assert roster.match(Parsed(file="x", name="whoever", lms_id="12345")) == ["jsmith"]
+    assert roster.match(Parsed(file="x", name="smith jane")) == ["jsmith"]
+    assert roster.match(Parsed(file="x", name="KIM O\u0308DO\u0308N")) == ["okim"]  # NFD, upper case
+    assert roster.match(Parsed(file="x", name="Kim Odon")) == []  # accents are part of the name
+    assert roster.match(Parsed(file="x", student="jsmith")) == ["jsmith"]
+    assert roster.match(Parsed(file="x", name="John Doe")) == []
     bad = tmp_path / "bad.csv"
     bad.write_text("id,name\n1,x\n")
     with pytest.raises(GraderError, match="lms_id"):
@@ -142,15 +143,17 @@ def test_collect_from_lms_zip_normalizes_and_reports(tmp_path):
     assert (sub / "jsmith/01_alpha/timestamp.txt").read_text().strip() == "2026-11-02 09:30:00"
     assert (sub / "bbrown/02_beta/beta.ipynb").read_text() == "bob beta"
     assert (sub / "bbrown/02_beta/part_2.ipynb").read_text() == "bob part 2"  # exact name kept
-    assert (sub / "eve_stone/01_alpha/alpha.ipynb").read_text() == "eve"     # not in roster
-    assert len(report.collected) == 4
+    assert sorted(p.name for p in sub.iterdir()) == ["bbrown", "jsmith"]     # ids from the roster only
+    assert len(report.collected) == 3
+    flagged = {f.source: f.reason for f in report.flags_of("bbrown")}         # Bob's own problems
+    assert set(flagged) == {"Bob Brown - shared.ipynb", "Bob Brown - homework.ipynb"}
+    assert "several assignments" in flagged["Bob Brown - shared.ipynb"]
+    assert "matches no notebook" in flagged["Bob Brown - homework.ipynb"]
     unmatched = dict(report.unmatched)
-    assert set(unmatched) == {"Bob Brown - shared.ipynb", "alpha.ipynb", "Bob Brown - homework.ipynb", "readme.txt"}
-    assert "several assignments" in unmatched["Bob Brown - shared.ipynb"]
+    assert set(unmatched) == {"Eve Stone - alpha.ipynb", "alpha.ipynb", "readme.txt"}
+    assert "not in the roster" in unmatched["Eve Stone - alpha.ipynb"]
     assert "student" in unmatched["alpha.ipynb"]
-    assert "matches no notebook" in unmatched["Bob Brown - homework.ipynb"]
-    notes = "\n".join(report.notes)
-    assert "replaced by the later attempt" in notes and "Eve Stone - alpha.ipynb: not in the roster" in notes
+    assert "replaced by the later attempt" in "\n".join(report.notes)
 
 
 def test_collect_from_folder_layouts(tmp_path):
