@@ -30,6 +30,7 @@ This module is stdlib and NumPy only: it runs inside the kernel as source.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import math
 import os
@@ -39,7 +40,7 @@ import socket
 import struct
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 #: NumPy dtype kinds that travel: bool, signed and unsigned integers, floats, complex.
@@ -369,8 +370,6 @@ class Link:
         return bytes(out)
 
     def _masked(self) -> Any:
-        import contextlib
-
         if not self.quiet:
             return contextlib.nullcontext()
 
@@ -662,18 +661,24 @@ class Peer:
 _MISSING = object()
 
 
-def _with_headroom(frames: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    """``fn(*args, **kwargs)`` allowed only ``frames`` more nested calls (a check that wants
-    no recursion; the student's raised limit does not count)."""
+@contextlib.contextmanager
+def headroom(frames: int) -> Iterator[None]:
+    """Only ``frames`` more nested calls while the block runs (a check that wants no
+    recursion: a limit the student raised does not count)."""
     depth, frame = 0, sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(depth + frames)
     try:
-        return fn(*args, **kwargs)
+        yield
     finally:
         sys.setrecursionlimit(old)
+
+
+def _with_headroom(frames: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    with headroom(frames):
+        return fn(*args, **kwargs)
 
 
 def _shift(tree: Any, offset: int) -> Any:

@@ -57,7 +57,7 @@ class _State:
         self.stray: list[str] = []
         self.running = False
 
-    def connect(self, address: str, timeout: float = 60.0) -> socket.socket:
+    def connect(self, address: str, timeout: float = 30.0) -> socket.socket:  # the agent waits as long
         path = "\0" + address[1:] if address.startswith("@") else address
         deadline = time.monotonic() + timeout
         while True:

@@ -24,9 +24,7 @@ What happened is left in ``runs[notebook]`` (:class:`NotebookRun`) for
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +84,7 @@ class NotebookRun:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     armed_error: str = ""                # why the hidden checks could not run, if they could not
-    stray: list[str] = field(default_factory=list)  # check requests refused or malformed: tampering
+    stray: list[str] = field(default_factory=list)  # protocol violations outside any check: tampering
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -224,8 +222,6 @@ class SandboxExecute(Execute):
             opened = self._ask("open", expect=expect)
             cell = await self._execute(cell, cell_index, execution_count, store_history)
             verdicts = self._ask("close").get("verdicts") or []
-            if os.environ.get("GRADER_CHECK_TIMES"):
-                print(f"{cell.metadata['nbgrader']['grade_id']}: " + ", ".join(f"{v['check'].rsplit('.', 1)[1]} {v.get('seconds', 0):.3f} s" for v in verdicts), file=sys.stderr)
             if not opened.get("ok"):
                 self._run.armed_error = f"the hidden checks stopped ({opened.get('error', '')})"
         else:

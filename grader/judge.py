@@ -23,17 +23,9 @@ _CALL = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(check_\w+)\s*\(")
 
 def expected_checks(source: str) -> list[str]:
     """``grader.checks.<module>.<check>`` names the hidden region(s) of a test cell call."""
-    from grader.nb import HIDDEN_BEGIN, HIDDEN_END
+    from grader.nb import split_hidden
 
-    hidden, inside = [], False
-    for line in source.splitlines():
-        if HIDDEN_BEGIN in line:
-            inside = True
-        elif HIDDEN_END in line:
-            inside = False
-        elif inside:
-            hidden.append(line)
-    text = "\n".join(hidden)
+    text = "\n".join(split_hidden(source)[1])
     aliases = {alias or module: module for module, alias in _IMPORT.findall(text)}
     aliases.update({alias: module for module, alias in _IMPORT_MODULE.findall(text)})
     names = []

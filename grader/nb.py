@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from grader.config import GraderError
 
-__all__ = ["run_converter", "read_notebook", "write_notebook", "hidden_test_lines",
+__all__ = ["run_converter", "read_notebook", "write_notebook", "hidden_test_lines", "split_hidden",
            "HIDDEN_BEGIN", "HIDDEN_END"]
 
 HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"  # nbgrader's delimiters (matched as substrings)
@@ -70,16 +70,22 @@ def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
     path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
 
 
+def split_hidden(source: str) -> tuple[list[str], list[str]]:
+    """A cell's lines outside and inside its hidden-test regions (the delimiter lines in
+    neither): the one parser of nbgrader's ``### BEGIN/END HIDDEN TESTS``."""
+    visible: list[str] = []
+    hidden: list[str] = []
+    inside = False
+    for line in source.splitlines():
+        if HIDDEN_BEGIN in line:
+            inside = True
+        elif HIDDEN_END in line:
+            inside = False
+        else:
+            (hidden if inside else visible).append(line)
+    return visible, hidden
+
+
 def hidden_test_lines(nb: nbformat.NotebookNode) -> list[str]:
     """The non-blank lines inside hidden-test regions of a source notebook."""
-    lines: list[str] = []
-    for cell in nb.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if HIDDEN_BEGIN in line:
-                inside = True
-            elif HIDDEN_END in line:
-                inside = False
-            elif inside and line.strip():
-                lines.append(line.strip())
-    return lines
+    return [line.strip() for cell in nb.cells for line in split_hidden(cell.source)[1] if line.strip()]

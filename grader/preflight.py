@@ -144,17 +144,9 @@ def _normal(source: str) -> str:
 
 def _visible(source: str) -> str:
     """A locked cell as the release shows it: hidden-test regions removed, normalized."""
-    from grader.nb import HIDDEN_BEGIN, HIDDEN_END
+    from grader.nb import split_hidden
 
-    kept, inside = [], False
-    for line in source.splitlines():
-        if HIDDEN_BEGIN in line:
-            inside = True
-        elif HIDDEN_END in line:
-            inside = False
-        elif not inside:
-            kept.append(line)
-    return _normal("\n".join(kept))
+    return _normal("\n".join(split_hidden(source)[0]))
 
 
 def _known_ids(nb: NotebookNode, names: Mapping[str, TemplateCell]) -> set[str]:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import sys
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from grader.agent import Remote
+from grader.agent import Remote, headroom
 from grader.checks import CheckFailed, check
 from grader.checks._core import (as_array, call, check_number, compare, guard, is_class, patched_global, resolve,
                                  rng, specs, type_name)
@@ -516,15 +515,8 @@ def _recursion_headroom(fn: Any, frames: int) -> Iterator[None]:
         finally:
             fn._peer.headroom = None
         return
-    depth, frame = 0, sys._getframe()
-    while frame is not None:
-        depth, frame = depth + 1, frame.f_back
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(depth + frames)
-    try:
+    with headroom(frames):
         yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def _same_links(now: Any, then: Any) -> bool:
