@@ -36,8 +36,10 @@ without following links, so nothing outside the submission tree is ever read.
 layout, a ``timestamp.txt`` that is not a time, which holds back the notebooks beside it) is
 flagged for that student and the rest of the batch is collected. Several files for one student
 and notebook: the latest when the export times each one (attempt names, ``timestamp.txt``) and
-no two tie for last, one copy when all are identical; otherwise none is graded, all are kept in
-``work/set_aside/`` and the student is flagged, for the instructor to decide.
+no two tie for last, one copy when all are identical, the one named exactly as the notebook
+when the others carry a copy suffix (``part1 (1).ipynb``: those are kept in ``work/set_aside/``
+and the student is flagged); otherwise none is graded, all are kept in ``work/set_aside/`` and
+the student is flagged, for the instructor to decide.
 """
 from __future__ import annotations
 
@@ -616,18 +618,30 @@ class _Collection:
             self.report.notes.extend(f"{c.source}: replaced by the later attempt {latest.source}"
                                      for c in cands if c is not latest)
             return latest
+        exact = [c for c in cands if Path(c.source).name == f"{key[2]}.ipynb"]
+        if len(exact) == 1:  # the others carry a copy suffix ("part1 (1).ipynb"): keep the named one, say so
+            self.set_aside(key, [c for c in cands if c is not exact[0]], kept=exact[0])
+            return exact[0]
         self.set_aside(key, cands)
         return None
 
-    def set_aside(self, key: tuple[str, str, str], cands: list[_Candidate]) -> None:
-        """Keep every candidate in work/set_aside/ for the instructor, and say so."""
+    def set_aside(self, key: tuple[str, str, str], cands: list[_Candidate], kept: _Candidate | None = None) -> None:
+        """Keep ``cands`` in work/set_aside/ for the instructor, and say so (and which file was
+        ``kept`` for grading, if one was)."""
         sid, asg, notebook = key
         folder = self.course.work / _SET_ASIDE / sid / asg / notebook
         for i, c in enumerate(cands, start=1):
             _write(folder / f"{i}-{Path(c.source).name}", c.data)
         dest = self.course.submitted / sid / asg / f"{notebook}.ipynb"
+        files = " and ".join(c.source for c in ([kept] if kept else []) + cands)
+        if kept is not None:
+            self.flag(sid, files, (
+                f"{len(cands) + 1} different files for {asg}/{notebook}.ipynb and the export does not say "
+                f"which is the last; graded {kept.source}, the one named exactly {notebook}.ipynb; the "
+                f"other(s) are in {folder}: if one is the right one, copy it to {dest} and grade again"))
+            return
         earlier = f"; the copy collected before, {dest}, is left as it was" if dest.exists() else ""
-        self.flag(sid, " and ".join(c.source for c in cands), (
+        self.flag(sid, files, (
             f"{len(cands)} different files for {asg}/{notebook}.ipynb and the export does not say which is "
             f"the last; none is graded: they are in {folder}, numbered in this order; copy the right one "
             f"to {dest}{earlier}"))

@@ -372,7 +372,7 @@ def careless_batch(tmp_path_factory):
 def test_every_honest_classmate_is_collected_with_their_own_score(careless_batch):
     course, runs, results = careless_batch
     assert [rc for rc, _ in runs] == [1, 1]
-    for student in ("s2_ok", "s3_ok", "s4_ok", "z_last"):
+    for student in ("s1_ok", "s2_ok", "s3_ok", "s4_ok", "z_last"):
         assert kit.scores(results[student]) == kit.FULL, student
     assert kit.scores(results["mallory"]) == ZERO                # only their own blank upload
     assert (course.submitted / "s3_ok" / ASG / "timestamp.txt").read_text() == "2026-11-02 09:00:00\n"
@@ -408,16 +408,17 @@ def test_each_problem_is_flagged_for_the_student_whose_file_caused_it(careless_b
 
 
 @pytest.mark.slow
-def test_several_files_for_one_notebook_are_set_aside_until_the_instructor_decides(careless_batch, tmp_path):
+def test_several_files_for_one_notebook_keep_the_named_one_and_set_the_copies_aside(careless_batch, tmp_path):
     course, runs, results = careless_batch
     output = "\n".join(out for _, out in runs)
     (line,) = _flag_lines(output, "s1_ok")
     assert line.startswith(f"FLAGGED s1_ok: s1_ok/{ASG}/part1.ipynb and s1_ok/part1 (1).ipynb: 2 different "
-                           f"files for {ASG}/part1.ipynb and the export does not say which is the last; none is graded")
+                           f"files for {ASG}/part1.ipynb and the export does not say which is the last; graded "
+                           f"s1_ok/{ASG}/part1.ipynb, the one named exactly part1.ipynb")
     aside = course.work / "set_aside" / "s1_ok" / ASG / "part1"
-    assert sorted(p.name for p in aside.iterdir()) == ["1-part1.ipynb", "2-part1 (1).ipynb"]
-    assert kit.scores(results["s1_ok"]) == {**MISSING_PART1, "part2": {"total": 1.0}}  # not the blank's 0
-    # the instructor picks the first file: s1_ok gets exactly their own marks
-    shutil.copyfile(aside / "1-part1.ipynb", course.submitted / "s1_ok" / ASG / "part1.ipynb")
+    assert sorted(p.name for p in aside.iterdir()) == ["1-part1 (1).ipynb"]
+    assert kit.scores(results["s1_ok"]) == kit.FULL  # their own work, not the blank copy's 0
+    # the instructor could still pick the copy: it is graded as what it is
+    shutil.copyfile(aside / "1-part1 (1).ipynb", course.submitted / "s1_ok" / ASG / "part1.ipynb")
     with kit.clean_jupyter(tmp_path):
-        assert kit.scores(kit.grade_one(course, "s1_ok")) == kit.FULL
+        assert kit.scores(kit.grade_one(course, "s1_ok")) == {"part1": ZERO["part1"], "part2": {"total": 1.0}}
