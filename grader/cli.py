@@ -7,7 +7,7 @@
                to grade in parallel, one writer to the gradebook, resumable, --regrade)
     feedback   HTML feedback without hidden tests
     manual     template / import hand-graded scores (CSV)
-    export     LMS CSV keyed by a roster
+    export     grades for an LMS import (generic, Canvas or Moodle CSV) keyed by a roster
     report     per-exercise table and histogram
     validate   run a notebook's visible tests (what a student sees)
     catalog    every graded cell of the course
@@ -159,18 +159,23 @@ def cmd_manual(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from grader.export import export_grades
+    from grader.export import export_grades, parse_canvas_ids
 
     course = _course(args)
-    out = Path(args.out or course.work / "exports" / "grades.csv")
+    out = Path(args.out or course.work / "exports" / f"grades-{args.format}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = export_grades(course, Path(args.roster), out, args.assignment or None)
+    report = export_grades(course, Path(args.roster), out, args.assignment or None, fmt=args.format,
+                           missing_as_zero=args.missing_as_zero, total=args.total,
+                           canvas_ids=parse_canvas_ids(args.canvas_id or []))
     print(f"wrote {report.rows} row(s) to {out}")
+    if report.skipped:
+        print(f"  not exported, nobody has a grade yet: {', '.join(report.skipped)} (--missing-as-zero exports 0s)")
     if report.pending:
         print(f"  warning: {len(report.pending)} submission(s) still have answers to grade by hand "
-              f"(counted as 0): {', '.join(report.pending)}")
+              f"(`python -m grader manual template`): {', '.join(report.pending)}")
     if report.not_in_roster:
-        print(f"  warning: graded but not in the roster: {', '.join(report.not_in_roster)}")
+        where = "" if args.format == "generic" else f", so not in the {args.format} file"
+        print(f"  warning: graded but not in the roster{where}: {', '.join(report.not_in_roster)}")
     return 0
 
 
@@ -286,10 +291,21 @@ def _parser() -> argparse.ArgumentParser:
     i = msub.add_parser("import", parents=[common], help="import student,assignment,notebook,grade_id,score[,comment]")
     i.add_argument("csv")
 
-    p = add("export", cmd_export, "write the LMS grade CSV keyed by a roster")
-    p.add_argument("--roster", required=True, help="CSV student_id,name,lms_id")
-    p.add_argument("--out", help="CSV to write (default WORK/exports/grades.csv)")
+    p = add("export", cmd_export, "write the grades for an LMS import, keyed by a roster: only what was graded "
+            "(an assignment nobody has a grade in has no column, no submission is an empty cell)")
+    p.add_argument("--roster", required=True, help="CSV student_id,name,lms_id; canvas may use sis_user_id, "
+                   "sis_login_id, section; moodle needs email or id_number")
+    p.add_argument("--format", choices=["generic", "canvas", "moodle"], default="generic",  # grader.export.FORMATS
+                   help="generic (student_id,name,lms_id, one column per assignment), canvas (gradebook "
+                   "import CSV) or moodle (CSV grade import); default generic")
+    p.add_argument("--out", help="CSV to write (default WORK/exports/grades-FORMAT.csv)")
     p.add_argument("--assignment", action="append", help="only these assignments (repeatable; default all)")
+    p.add_argument("--missing-as-zero", action="store_true",
+                   help="0 for no submission, and a column for every assignment asked for (an LMS import "
+                   "then overwrites grades given elsewhere)")
+    p.add_argument("--total", action="store_true", help="add a total column (generic format only)")
+    p.add_argument("--canvas-id", action="append", metavar="ASSIGNMENT=ID",
+                   help="the Canvas assignment id of an assignment (repeatable): its column becomes 'ASSIGNMENT (ID)'")
 
     p = add("report", cmd_report, "per-exercise score table and a histogram of totals")
     p.add_argument("assignment")

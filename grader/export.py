@@ -1,16 +1,19 @@
-"""Grades in and out of the gradebook as CSV: hand-graded scores in, LMS totals out."""
+"""Grades in and out of the gradebook as CSV: hand-graded scores in, LMS grade files out."""
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from grader.audit import open_gradebook
 from grader.collect import Roster
 from grader.config import Course, GraderError
 
-__all__ = ["MANUAL_COLUMNS", "manual_template", "import_manual", "export_grades", "ExportReport"]
+__all__ = ["MANUAL_COLUMNS", "FORMATS", "manual_template", "import_manual", "export_grades",
+           "parse_canvas_ids", "ExportReport"]
 
 MANUAL_COLUMNS = ["student", "assignment", "notebook", "grade_id", "max_score", "score", "comment"]
 
@@ -79,41 +82,177 @@ def import_manual(course: Course, path: Path) -> int:
     return len(updates)
 
 
+#: Export formats: ``generic`` (student_id, name, lms_id, per assignment "NAME (max M)"),
+#: ``canvas`` (Canvas's gradebook import CSV), ``moodle`` (Moodle's CSV grade import).
+FORMATS = ("generic", "canvas", "moodle")
+
+
 @dataclass
 class ExportReport:
     """Rows written, and what an instructor should know before uploading them."""
 
     rows: int
     pending: list[str]        # "student/assignment": answers still waiting for a hand grade
-    not_in_roster: list[str]  # students with grades but no roster row (still exported)
+    not_in_roster: list[str]  # students with grades but no roster row (in the generic file only)
+    skipped: list[str] = field(default_factory=list)  # assignments nobody has a grade in: no column
 
 
-def export_grades(course: Course, roster_path: Path, out: Path,
-                  assignments: list[str] | None = None) -> ExportReport:
-    """Write the LMS CSV: ``student_id,name,lms_id``, then per assignment the score after the
-    late penalty (``max(0, score - penalty)``, 0 without a submission), then ``total``; column
-    names carry the maxima (``01_x (max 12)``). Students with grades but no roster row are
-    exported too, and listed in the report."""
-    roster = Roster(roster_path)
-    pending: list[str] = []
-    with Gradebook(course.db_url) as gb:
-        names = assignments or [a.name for a in gb.assignments]
-        maxima = {a: gb.find_assignment(a).max_score for a in names}
-        scores: dict[str, dict[str, float]] = {}
+@dataclass
+class _Grades:
+    """What the gradebook holds: maxima of the assignments asked for, in gradebook order, and
+    per student the score of each assignment they have a submission of (after late penalty)."""
+
+    maxima: dict[str, float]
+    scores: dict[str, dict[str, float]]
+    pending: list[tuple[str, str]]  # (student, assignment) with answers waiting for a hand grade
+
+
+def _read_grades(course: Course, assignments: list[str] | None) -> _Grades:
+    """Scores after the late penalty, ``max(0, score - penalty)``, of ``assignments`` (all)."""
+    with open_gradebook(course.db_url) as gb:
+        known = [a.name for a in gb.assignments]
+        unknown = [a for a in assignments or [] if a not in known]
+        if unknown:
+            raise GraderError(f"assignment(s) {', '.join(unknown)} not in the gradebook {course.db_url}; "
+                              f"known: {', '.join(known) or 'none (run `python -m grader build`)'}")
+        names = assignments or known
+        grades = _Grades({a: gb.find_assignment(a).max_score for a in names}, {}, [])
         for a in names:
             for sub in gb.assignment_submissions(a):
                 penalty = sub.late_submission_penalty or 0.0
-                scores.setdefault(sub.student.id, {})[a] = max(0.0, sub.score - penalty)
+                grades.scores.setdefault(sub.student.id, {})[a] = max(0.0, sub.score - penalty)
                 if sub.needs_manual_grade:
-                    pending.append(f"{sub.student.id}/{a}")
-    rows = [(r["student_id"].strip(), r["name"], r["lms_id"]) for r in roster.rows]
-    extra = sorted(set(scores) - roster.ids)
-    rows += [(s, "", "") for s in extra]
-    columns = [f"{a} (max {maxima[a]:g})" for a in names]
+                    grades.pending.append((sub.student.id, a))
+    return grades
+
+
+def parse_canvas_ids(pairs: list[str]) -> dict[str, str]:
+    """``["01_autodiff=1234", ...]`` -> ``{"01_autodiff": "1234"}`` (Canvas assignment ids)."""
+    ids = {}
+    for pair in pairs:
+        name, _, number = pair.partition("=")
+        if not (name and number.isdigit()):
+            raise GraderError(f"--canvas-id {pair!r}: write ASSIGNMENT=ID with the number from the "
+                              "assignment's Canvas URL (.../assignments/1234), e.g. 01_autodiff=1234")
+        ids[name] = number
+    return ids
+
+
+def _value(score: float | None, missing_as_zero: bool) -> str:
+    """A grade cell: the score, or for no submission empty (0 only when asked)."""
+    if score is None:
+        return "0" if missing_as_zero else ""
+    return f"{score:g}"
+
+
+def _field(row: dict[str, str], name: str) -> str:
+    return (row.get(name) or "").strip()
+
+
+def _generic(grades: _Grades, columns: list[str], rows: list[tuple[str, dict[str, str]]],
+             cell: Callable[[str, str], str], total: bool) -> list[list[str]]:
+    """``student_id,name,lms_id``, then ``NAME (max M)`` per assignment[, ``total (max T)``]."""
+    header = ["student_id", "name", "lms_id", *(f"{a} (max {grades.maxima[a]:g})" for a in columns)]
+    if total:
+        header.append(f"total (max {sum(grades.maxima[a] for a in columns):g})")
+    out = [header]
+    for sid, r in rows:
+        values = [cell(sid, a) for a in columns]
+        extra = [f"{sum(float(v) for v in values if v):g}"] if total else []
+        out.append([sid, _field(r, "name"), _field(r, "lms_id"), *values, *extra])
+    return out
+
+
+def _canvas(grades: _Grades, columns: list[str], rows: list[tuple[str, dict[str, str]]],
+            cell: Callable[[str, str], str], canvas_ids: dict[str, str]) -> list[list[str]]:
+    """Canvas's gradebook CSV (Grades > Import): ``Student, ID, SIS User ID, SIS Login ID,
+    Section``, one column per assignment, ``Name (1234)`` with the Canvas assignment id from
+    ``--canvas-id`` (Canvas matches by that id; a bare name matches an assignment of that
+    title, or Canvas creates one), and the ``    Points Possible`` row second, as Canvas's own
+    export has it. Filled from the roster: Student <- name, ID (the Canvas user id, which
+    Canvas matches first) <- lms_id, SIS User ID <- sis_user_id, SIS Login ID <- sis_login_id,
+    Section <- section (the last three optional columns; empty if absent). Every student
+    needs lms_id, sis_user_id or sis_login_id. Canvas lists the changes for review before
+    applying them."""
+    unnamed = [sid for sid, r in rows if not any(_field(r, c) for c in ("lms_id", "sis_user_id", "sis_login_id"))]
+    if unnamed:
+        raise GraderError(f"canvas export: no Canvas identifier for {', '.join(unnamed)} in the roster; fill "
+                          "their lms_id with the Canvas user id (column ID of Canvas's gradebook export), or "
+                          "add a sis_user_id or sis_login_id column")
+    out = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
+            *(f"{a} ({canvas_ids[a]})" if a in canvas_ids else a for a in columns)],
+           ["    Points Possible", "", "", "", "", *(f"{grades.maxima[a]:g}" for a in columns)]]
+    out += [[_field(r, "name"), _field(r, "lms_id"), _field(r, "sis_user_id"), _field(r, "sis_login_id"),
+             _field(r, "section"), *(cell(sid, a) for a in columns)] for sid, r in rows]
+    return out
+
+
+#: Roster columns Moodle's import can identify a user by, with the header Moodle's export uses.
+_MOODLE_IDS = {"email": "Email address", "id_number": "ID number"}
+
+
+def _moodle(roster: Roster, roster_path: Path, columns: list[str], rows: list[tuple[str, dict[str, str]]],
+            cell: Callable[[str, str], str]) -> list[list[str]]:
+    """Moodle's CSV grade import (Grades > Import > CSV file): the column to pick under
+    "Identify user by" -- ``Email address`` from the roster's email column (mapped to Email
+    address), else ``ID number`` from id_number (mapped to ID number) -- then one column per
+    grade item, named after the assignment (map each to its grade item, or to a new one).
+    Moodle reads an empty cell as "no grade" and clears a grade it has there: where grades of an
+    assignment were also entered in Moodle, export that assignment alone (students without its
+    grade then get no row)."""
+    key = next((c for c in _MOODLE_IDS if c in roster.rows[0]), None)
+    if key is None:
+        raise GraderError(f"moodle export: {roster_path} has no email or id_number column, which Moodle's "
+                          "grade import identifies users by (Email address or ID number, both in Moodle's "
+                          "grade export); add one to the roster")
+    blank = [sid for sid, r in rows if not _field(r, key)]
+    if blank:
+        raise GraderError(f"moodle export: no {key} for {', '.join(blank)} in {roster_path}; fill it in")
+    return [[_MOODLE_IDS[key], *columns]] + [[_field(r, key), *(cell(sid, a) for a in columns)]
+                                             for sid, r in rows]
+
+
+def export_grades(course: Course, roster_path: Path, out: Path, assignments: list[str] | None = None, *,
+                  fmt: str = "generic", missing_as_zero: bool = False, total: bool = False,
+                  canvas_ids: dict[str, str] | None = None) -> ExportReport:
+    """Write the grades of ``assignments`` (default all) as ``fmt`` (:data:`FORMATS`).
+
+    An LMS import overwrites, so the file holds only what was graded here: an assignment
+    nobody has a grade in gets no column, and a student without a submission of an exported
+    assignment an empty cell, never 0 (``missing_as_zero``: every assignment asked for, 0 for
+    no submission). Scores are after the late penalty. No total unless ``total`` (generic only:
+    an LMS would take it for one more assignment). The generic file has every roster row plus
+    the graded students not in the roster; canvas and moodle have the roster students with a
+    grade in the file (a student left out keeps what the LMS has)."""
+    if fmt not in FORMATS:
+        raise GraderError(f"export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if total and fmt != "generic":
+        raise GraderError(f"--total is for the generic format: {fmt} would import a total column as one "
+                          "more assignment (the LMS computes its own total)")
+    roster = Roster(roster_path)
+    grades = _read_grades(course, assignments)
+    unknown_ids = sorted(set(canvas_ids or {}) - set(grades.maxima))
+    if unknown_ids:
+        raise GraderError(f"--canvas-id names {', '.join(unknown_ids)}, not exported; exported: "
+                          f"{', '.join(grades.maxima)}")
+    columns = [a for a in grades.maxima if missing_as_zero or any(a in s for s in grades.scores.values())]
+    extra = sorted(set(grades.scores) - roster.ids)
+    rows = [(r["student_id"].strip(), r) for r in roster.rows]
+    if fmt == "generic":
+        rows += [(s, {}) for s in extra]
+    elif not missing_as_zero:
+        rows = [(sid, r) for sid, r in rows if any(a in grades.scores.get(sid, {}) for a in columns)]
+
+    def cell(sid: str, a: str) -> str:
+        return _value(grades.scores.get(sid, {}).get(a), missing_as_zero)
+
+    if fmt == "generic":
+        table = _generic(grades, columns, rows, cell, total)
+    elif fmt == "canvas":
+        table = _canvas(grades, columns, rows, cell, canvas_ids or {})
+    else:
+        table = _moodle(roster, roster_path, columns, rows, cell)
     with open(out, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["student_id", "name", "lms_id", *columns, f"total (max {sum(maxima.values()):g})"])
-        for sid, name, lms in rows:
-            got = [scores.get(sid, {}).get(a, 0.0) for a in names]
-            writer.writerow([sid, name, lms, *(f"{g:g}" for g in got), f"{sum(got):g}"])
-    return ExportReport(rows=len(rows), pending=sorted(pending), not_in_roster=extra)
+        csv.writer(fh).writerows(table)
+    return ExportReport(rows=len(rows), pending=sorted(f"{s}/{a}" for s, a in grades.pending if a in columns),
+                        not_in_roster=extra, skipped=[a for a in grades.maxima if a not in columns])
