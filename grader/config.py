@@ -67,13 +67,17 @@ class Course:
     def at(cls, root: str | os.PathLike[str] | None = None,
            work: str | os.PathLike[str] | None = None, db: str | None = None) -> Course:
         """The course at ``root``, working area ``work`` (default ROOT/work), gradebook ``db``
-        (default: $GRADER_DB_URL, else SQLite in the working area). Without ``root``: the
-        current folder if it holds solutions/, else this checkout."""
+        (default: $GRADER_DB_URL, else SQLite in the working area; ``postgres://`` is read as
+        ``postgresql://``). Without ``root``: the current folder if it holds solutions/, else
+        this checkout."""
         if root is None:
             root = Path.cwd() if (Path.cwd() / "solutions").is_dir() else REPO_ROOT
         root_path = Path(root).resolve()
         work_path = Path(work).resolve() if work is not None else root_path / "work"
-        return cls(root_path, work_path, db or os.environ.get(DB_ENV) or None)
+        url = db or os.environ.get(DB_ENV) or None
+        if url and url.startswith("postgres://"):  # libpq's and Heroku's spelling; SQLAlchemy wants postgresql://
+            url = "postgresql://" + url[len("postgres://"):]
+        return cls(root_path, work_path, url)
 
     solutions = property(lambda self: self.root / "solutions")
     notebooks = property(lambda self: self.root / "notebooks")

@@ -6,6 +6,7 @@ import logging
 import re
 from pathlib import Path
 
+import nbformat
 from nbgrader.validator import Validator
 from traitlets.config import Config
 
@@ -26,6 +27,12 @@ def validate(path: Path, *, root: Path = REPO_ROOT, timeout: int = 60) -> tuple[
     failing test cell by its first line and gives the error message it raised."""
     if not path.is_file():
         return False, f"{path}: no such notebook"
+    try:
+        nbformat.read(path, as_version=4)
+    except (ValueError, OSError) as exc:  # nbformat's NotJSONError is a ValueError; so is bad UTF-8
+        return False, (f"{path.name}: not a notebook that can be opened ({type(exc).__name__}: "
+                       f"{str(exc)[:200]}); download it again from JupyterLab (File > Download), "
+                       "or restore it from the release notebook and copy your answers back")
     config = Config()
     config.Execute.timeout = timeout
     log = logging.getLogger("grader.validate")
@@ -45,5 +52,8 @@ def validate(path: Path, *, root: Path = REPO_ROOT, timeout: int = 60) -> tuple[
     lines = [f"{path.name}: {len(failed)} cell(s) fail"]
     for cell in failed:
         first = cell["source"].splitlines()[0] if cell["source"] else "(empty cell)"
-        lines.append(f"  - {first[:70]}\n      {_last_line(cell['raw_error'])}")
+        why = _last_line(cell["raw_error"])
+        if why.startswith("CellTimeoutError"):  # this cell, not the next: say what happened to it
+            why = f"ran past the {timeout} s limit per cell and was stopped (an endless loop?)"
+        lines.append(f"  - {first[:70]}\n      {why}")
     return False, "\n".join(lines)

@@ -442,3 +442,27 @@ def test_assert_shape_with_wildcards():
         assert_shape(np.zeros((3, 4)), (None, 5), what="h")
     with pytest.raises(AssertionError, match="expected"):
         assert_shape(np.zeros(3), (3, 1))
+
+
+def test_a_postgres_url_is_read_as_postgresql(tmp_path):
+    course = Course.at(tmp_path, tmp_path / "work", "postgres://grader:pw@db.example.org:5432/class")
+    assert course.db_url == "postgresql://grader:pw@db.example.org:5432/class"
+    assert Course.at(tmp_path, tmp_path / "work").db_url == f"sqlite:///{tmp_path / 'work' / 'gradebook.db'}"
+
+
+def test_validate_names_a_broken_file_and_a_cell_out_of_time(tmp_path):
+    from grader.validate import validate
+
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("not json {")
+    ok, text = validate(broken)
+    assert not ok and text.startswith("broken.ipynb: not a notebook that can be opened") and "File > Download" in text
+    slow = tmp_path / "slow.ipynb"
+    cells = [nbformat.v4.new_code_cell(src) for src in ("x = 1", "import time\ntime.sleep(30)", "assert x == 1")]
+    for i, cell in enumerate(cells):  # autograded test cells: what validate reports on
+        cell.metadata["nbgrader"] = {"grade": True, "grade_id": f"t{i}", "points": 1, "solution": False,
+                                     "locked": True, "schema_version": 3}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), slow)
+    ok, text = validate(slow, timeout=2)
+    assert not ok and text.splitlines() == ["slow.ipynb: 1 cell(s) fail", "  - import time",
+                                            "      ran past the 2 s limit per cell and was stopped (an endless loop?)"]
