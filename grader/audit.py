@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from grader.grading import Result
 
 __all__ = ["Recorder", "Inputs", "record", "load_summary", "write_summary", "audit_log", "FAILED",
-           "open_gradebook"]
+           "open_gradebook", "answer_texts"]
 
 #: Outcome of a job that produced no grade (its process died, its worker was lost, the checks
 #: changed under it): such a submission is graded again by the next run.
@@ -152,6 +152,48 @@ def _merge_exercise(old: dict[str, Any], result: Result, exercise: str, stale: d
     return entry
 
 
+def answer_texts(data: bytes | None) -> dict[str, str] | None:
+    """Per grade_id, the answer a graded cell judges: a written answer's own source; for a test
+    cell, the answer cells since the previous graded cell. None: no readable notebook."""
+    if data is None:
+        return None
+    try:
+        nb = nbformat.reads(data.decode(), as_version=4)
+    except (ValueError, UnicodeDecodeError):  # nbformat's NotJSONError is a ValueError
+        return None
+    texts: dict[str, str] = {}
+    since: list[str] = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and meta.get("grade_id"):
+            texts[meta["grade_id"]] = cell.source if meta.get("solution") else "\n\n".join(since)
+            since = []
+        elif meta.get("solution"):
+            since.append(cell.source)
+    return texts
+
+
+def _hand_grade(gb: Gradebook, grade: Any, needs: bool, before: str | None, after: str | None) -> None:
+    """Set whether ``grade`` needs a hand grade, its cell recorded again (``needs``: what the
+    autograder says). nbgrader's SaveAutoGrades marks every cell with a manual score for review
+    again; here a hand grade (manual score, comment, needs_manual_grade) stands while the
+    answer it graded is unchanged, is dropped once that answer changed (the cell needs a hand
+    grade again), and is kept but marked for review when either text is unknown (no notebook
+    recorded before, or none now)."""
+    if grade.manual_score is None:
+        grade.needs_manual_grade = needs
+    elif before is None or after is None:
+        grade.needs_manual_grade = True
+    elif before != after:
+        grade.manual_score = None
+        grade.needs_manual_grade = True
+        try:
+            gb.find_comment(grade.name, grade.notebook.name, grade.assignment.name,
+                            grade.student.id).manual_comment = None
+        except MissingEntry:  # a test cell has no comment
+            pass
+
+
 def _splice(old: bytes, new: bytes, exercise: str) -> bytes:
     """Notebook ``old`` with the cells of grade_id ``exercise`` (outputs included) from ``new``."""
     gid = lambda cell: cell.metadata.get("nbgrader", {}).get("grade_id")  # noqa: E731
@@ -214,7 +256,7 @@ class Recorder:
         - With ``exercise``, a submission already graded from the same file gets only that
           exercise's cells: scores, comments, flags and the cell in the autograded notebook.
           A new or changed submission is recorded whole.
-        - Manual scores stay; a cell with one is marked for review again, as nbgrader does.
+        - A hand grade stands while the answer it graded is unchanged (:func:`_hand_grade`).
         """
         a, s = result.assignment, result.student
         db = self.gradebook.db
@@ -251,8 +293,10 @@ class Recorder:
                       stale: dict[str, list[str]] | None = None) -> None:
         """Scores and comments (of every cell, or of ``exercise``) into nbgrader's tables, left
         uncommitted; the autograded notebooks into work/autograded/<student>/<assignment>/.
-        A notebook's late penalty follows unless it has ``stale`` cells (see _merge_exercise)."""
+        A notebook's late penalty follows unless it has ``stale`` cells (see _merge_exercise).
+        Hand grades follow the answers: the notebook recorded before against the new one."""
         gb, a, s = self.gradebook, result.assignment, result.student
+        dest = self.course.autograded / s / a
         if exercise is None:  # both commit on their own: a bare submission row is harmless
             gb.update_or_create_student(s)
             gb.update_or_create_submission(a, s, timestamp=parse_utc(result.timestamp) if result.timestamp else None)
@@ -262,15 +306,17 @@ class Recorder:
             snb.flagged = bool(snb.flagged) or bool(flags)
             if not (stale or {}).get(nb.name):
                 snb.late_submission_penalty = nb.late_penalty
+            old = dest / f"{nb.name}.ipynb"
+            before = answer_texts(old.read_bytes() if old.exists() else None) or {}
+            after = answer_texts(nb.autograded) or {}
             for gid, cell in nb.cells.items():
                 if exercise is None or gid == exercise:
                     grade = gb.find_grade(gid, nb.name, a, s)
                     grade.auto_score = cell["auto_score"]
-                    grade.needs_manual_grade = cell["needs_manual_grade"] or grade.manual_score is not None
+                    _hand_grade(gb, grade, cell["needs_manual_grade"], before.get(gid), after.get(gid))
             for gid, text in nb.comments.items():
                 if exercise is None or gid == exercise:
                     gb.find_comment(gid, nb.name, a, s).auto_comment = text
-        dest = self.course.autograded / s / a
         files = {f"{nb.name}.ipynb": nb.autograded for nb in result.notebooks if nb.autograded is not None}
         if exercise is not None:
             files = {name: _splice((dest / name).read_bytes(), data, exercise) if (dest / name).exists() else data

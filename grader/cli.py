@@ -6,7 +6,7 @@
     autograde  grade submissions (scratch copy per submission, --workers N or --scheduler ADDRESS
                to grade in parallel, one writer to the gradebook, resumable, --regrade)
     feedback   HTML feedback without hidden tests
-    manual     template / import hand-graded scores (CSV)
+    manual     template (answers and rubrics, --merge) / import hand-graded scores (CSV)
     export     grades for an LMS import (generic, Canvas or Moodle CSV) keyed by a roster
     report     per-exercise table and histogram
     validate   run a notebook's visible tests (what a student sees)
@@ -150,9 +150,12 @@ def cmd_manual(args: argparse.Namespace) -> int:
     if args.action == "template":
         out = Path(args.out or course.work / "manual" / f"{args.assignment}.csv")
         out.parent.mkdir(parents=True, exist_ok=True)
-        n = manual_template(course, args.assignment, out)
-        print(f"{n} answer(s) to grade by hand: fill in score (and comment) in {out}, then "
-              f"`python -m grader manual import {out}`")
+        sheet = manual_template(course, args.assignment, out, merge=args.merge)
+        kept = f", {sheet.kept} filled-in row(s) kept" if args.merge else ""
+        print(f"{sheet.rows} row(s){kept}: fill in score (and comment) in {out}, reading answer and "
+              f"rubric, then `python -m grader manual import {out}`")
+        for row in sheet.reopened:
+            print(f"  reopened {row}: the answer changed since it was graded")
     else:
         print(f"imported {import_manual(course, Path(args.csv))} manual score(s)")
     return 0
@@ -288,6 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     t = msub.add_parser("template", parents=[common], help="CSV of the answers waiting for a hand grade")
     t.add_argument("assignment")
     t.add_argument("--out", help="CSV to write (default WORK/manual/ASSIGNMENT.csv)")
+    t.add_argument("--merge", action="store_true",
+                   help="the CSV has scores or comments filled in: keep those rows and add the new answers")
     i = msub.add_parser("import", parents=[common], help="import student,assignment,notebook,grade_id,score[,comment]")
     i.add_argument("csv")
 

@@ -2,46 +2,135 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from grader.audit import open_gradebook
+from grader.audit import answer_texts, open_gradebook
 from grader.collect import Roster
 from grader.config import Course, GraderError
 
 __all__ = ["MANUAL_COLUMNS", "FORMATS", "manual_template", "import_manual", "export_grades",
-           "parse_canvas_ids", "ExportReport"]
+           "parse_canvas_ids", "ExportReport", "Sheet"]
 
-MANUAL_COLUMNS = ["student", "assignment", "notebook", "grade_id", "max_score", "score", "comment"]
+#: Columns of the hand-grading sheet; ``answer`` and ``rubric`` are for reading only.
+MANUAL_COLUMNS = ["student", "assignment", "notebook", "grade_id", "max_score", "score", "comment",
+                  "answer", "rubric"]
+_KEY = ("student", "assignment", "notebook", "grade_id")
+_SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
 
-def manual_template(course: Course, assignment: str, out: Path) -> int:
-    """Write a CSV of every answer that still needs grading by hand (score and comment empty),
-    ready for :func:`import_manual`. Returns the number of rows."""
-    rows = []
-    with Gradebook(course.db_url) as gb:
+@dataclass
+class Sheet:
+    """What :func:`manual_template` wrote."""
+
+    path: Path
+    rows: int                # rows in the sheet
+    kept: int = 0            # filled-in rows kept from the sheet already there (merge)
+    reopened: list[str] = field(default_factory=list)  # filled-in rows emptied: the answer changed
+
+
+def _filled(row: dict[str, str]) -> bool:
+    return bool((row.get("score") or "").strip() or (row.get("comment") or "").strip())
+
+
+def _read_sheet(path: Path) -> list[dict[str, str]]:
+    """The rows of an existing hand-grading sheet (none if there is no file)."""
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        header = set(reader.fieldnames or [])
+    missing = {*_KEY, "score"} - header
+    if rows and missing:
+        raise GraderError(f"{path} is not a hand-grading sheet (no {', '.join(sorted(missing))} column); "
+                          "pick another --out, or move the file away")
+    return rows
+
+
+def _notebook_texts(path: Path) -> dict[str, str] | None:
+    """:func:`grader.audit.answer_texts` of the notebook at ``path`` (None: no readable file)."""
+    return answer_texts(path.read_bytes()) if path.exists() else None
+
+
+def _rubric(texts: dict[str, str] | None, grade_id: str) -> str:
+    """The model answer (and rubric) of a cell from the solution notebook, without markers."""
+    return _SOLUTION_MARKERS.sub("", (texts or {}).get(grade_id, "")).strip()
+
+
+def _pending_rows(course: Course, assignment: str) -> list[dict[str, str]]:
+    """A row per answer that still needs a hand grade: score and comment empty, the student's
+    answer (from work/autograded/) and the rubric (from solutions/) beside it."""
+    rows, solutions = [], {}
+    with open_gradebook(course.db_url) as gb:
+        try:
+            gb.find_assignment(assignment)
+        except MissingEntry:
+            raise GraderError(f"assignment {assignment} is not in the gradebook {course.db_url}; known: "
+                              f"{', '.join(a.name for a in gb.assignments) or 'none'}") from None
         for sub in gb.assignment_submissions(assignment):
             for nb in sub.notebooks:
-                for grade in nb.grades:
-                    if grade.needs_manual_grade:
-                        rows.append({"student": sub.student.id, "assignment": assignment,
-                                     "notebook": nb.name, "grade_id": grade.name,
-                                     "max_score": grade.max_score, "score": "", "comment": ""})
-    rows.sort(key=lambda r: (r["student"], r["notebook"], r["grade_id"]))
+                pending = [g for g in nb.grades if g.needs_manual_grade]
+                if not pending:
+                    continue
+                where = course.autograded / sub.student.id / assignment / f"{nb.name}.ipynb"
+                answers = _notebook_texts(where)
+                if nb.name not in solutions:
+                    solutions[nb.name] = _notebook_texts(course.solutions / assignment / f"{nb.name}.ipynb")
+                rows += [{"student": sub.student.id, "assignment": assignment, "notebook": nb.name,
+                          "grade_id": g.name, "max_score": f"{g.max_score:g}", "score": "", "comment": "",
+                          "answer": (f"[no autograded notebook {where}: open the submission]" if answers is None
+                                     else answers.get(g.name, "")),
+                          "rubric": _rubric(solutions[nb.name], g.name)} for g in pending]
+    return rows
+
+
+def _merge(old: list[dict[str, str]], fresh: list[dict[str, str]]) -> tuple[list[dict[str, str]], int, list[str]]:
+    """``fresh`` rows, with the filled-in rows of ``old`` in place of theirs; a filled-in row
+    whose answer is no longer the student's is emptied (its score graded another text).
+    Returns the rows, how many were kept and the reopened ones."""
+    now = {tuple(r[k] for k in _KEY): r for r in fresh}
+    rows, kept, reopened = dict(now), 0, []
+    for row in old:
+        key = tuple(row.get(k, "") for k in _KEY)
+        if not _filled(row):
+            continue
+        if key in now and "answer" in row and row["answer"] != now[key]["answer"]:
+            reopened.append("/".join((key[0], key[2], key[3])) + f" (was {row.get('score') or 'no score'})")
+            continue
+        rows[key] = {c: row.get(c) or now.get(key, {}).get(c, "") for c in MANUAL_COLUMNS}
+        kept += 1
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[2], k[3]))], kept, reopened
+
+
+def manual_template(course: Course, assignment: str, out: Path, merge: bool = False) -> Sheet:
+    """Write the hand-grading sheet of ``assignment``: a row per answer that still needs a hand
+    grade, with the student's answer and the rubric to read, score and comment to fill in, for
+    :func:`import_manual`. A sheet at ``out`` with any score or comment filled in is never
+    overwritten: refused, or with ``merge`` its filled-in rows are kept and the new answers
+    added (a filled-in row whose answer has changed since is emptied and listed)."""
+    old = _read_sheet(out)
+    if not merge and any(_filled(r) for r in old):
+        raise GraderError(f"{out} has {sum(map(_filled, old))} row(s) with a score or comment filled in; "
+                          "`manual template --merge` keeps them and adds the new answers (or move the "
+                          "file away for a fresh sheet)")
+    rows, kept, reopened = _merge(old if merge else [], _pending_rows(course, assignment))
     with open(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, MANUAL_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    return len(rows)
+    return Sheet(path=out, rows=len(rows), kept=kept, reopened=reopened)
 
 
 def import_manual(course: Course, path: Path) -> int:
     """Set manual scores (and comments) from a CSV with columns student, assignment, notebook,
-    grade_id, score[, comment]. Every row is checked first; one bad row imports nothing.
-    Rows with an empty score are skipped. Returns the number of grades set."""
+    grade_id, score[, comment]; other columns (answer, rubric) are ignored. Every row is
+    checked first; one bad row imports nothing. Rows with an empty score are skipped.
+    Returns the number of grades set."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     needed = {"student", "assignment", "notebook", "grade_id", "score"}
@@ -66,7 +155,7 @@ def import_manual(course: Course, path: Path) -> int:
             if not 0 <= score <= grade.max_score:
                 errors.append(f"{where}: score {score} outside 0..{grade.max_score}")
                 continue
-            updates.append((grade, score, row.get("comment", "").strip(), row))
+            updates.append((grade, score, (row.get("comment") or "").strip(), row))
         if errors:
             raise GraderError("nothing imported; fix these rows:\n" + "\n".join(errors))
         for grade, score, comment, row in updates:

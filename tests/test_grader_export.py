@@ -1,27 +1,47 @@
-"""Grades out for an LMS import (issue 12, part C), from a gradebook filled through nbgrader's
-API (no grading run): each export format's header rows exactly as the format documents them
-(Canvas's gradebook CSV: ``Student, ID, SIS User ID, SIS Login ID, Section``, ``Name (id)``
-columns, the ``    Points Possible`` row second; Moodle's CSV grade import: an identifier
-column it maps, then one column per grade item); an assignment nobody has a grade in has no
-column; no submission is an empty cell, never 0, unless asked.
+"""Grades out for an LMS import and hand grades in (issue 12, parts C and D).
+
+Fast (a gradebook filled through nbgrader's API, no grading run): each export format's header
+rows exactly as the format documents them (Canvas's gradebook CSV: ``Student, ID, SIS User ID,
+SIS Login ID, Section``, ``Name (id)`` columns, the ``    Points Possible`` row second; Moodle's
+CSV grade import: an identifier column it maps, then one column per grade item); an assignment
+nobody has a grade in has no column; no submission is an empty cell, never 0, unless asked;
+the hand-grading sheet refuses to overwrite graded rows and merges.
+
+Slow (the fixture course of tests/fixtures/attacks graded by the real autograde): a hand grade
+survives ``autograde --regrade`` while the answer is unchanged and ``export`` counts it; a
+changed answer needs a hand grade again.
 """
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
+import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from fixtures.attacks import kit
 from grader.cli import main
 from grader.config import Course, GraderError
-from grader.export import export_grades, parse_canvas_ids
+from grader.export import MANUAL_COLUMNS, export_grades, import_manual, manual_template, parse_canvas_ids
 
 CANVAS_STUDENT = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 ROSTER = ("student_id,name,lms_id,email,sis_user_id,section\n"
           "alice,Alice A,101,alice@uni.example,S-1,Mon\n"
           "bob,Bob B,102,bob@uni.example,,Tue\n"
           "carol,Carol C,103,carol@uni.example,S-3,Mon\n")
+
+
+def _markdown_answer(gid: str, source: str, points: float = 2) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(source, metadata={"nbgrader": {
+        "grade": True, "solution": True, "locked": False, "grade_id": gid, "points": points,
+        "schema_version": 3}})
+
+
+def _write_nb(path: Path, cells: list[nbformat.NotebookNode]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(nbformat.v4.new_notebook(cells=cells)))
 
 
 @pytest.fixture
@@ -146,3 +166,122 @@ def test_export_command(course, tmp_path, capsys):
     assert _table(course.work / "exports" / "grades-canvas.csv")[0] == [*CANVAS_STUDENT, "01_a", "02_b (77)"]
     printed = capsys.readouterr().out
     assert "nobody has a grade yet: 03_c" in printed and "bob/01_a" in printed and "not in the canvas file: zed" in printed
+
+
+def _sheet(course: Course, tmp_path: Path) -> Path:
+    """work/autograded/ and solutions/ notebooks for the sheet: bob's answer, the model answer."""
+    _write_nb(course.autograded / "bob" / "01_a" / "nb.ipynb", [_markdown_answer("why", "Because k squared.")])
+    _write_nb(course.solutions / "01_a" / "nb.ipynb",
+              [_markdown_answer("why", "### BEGIN SOLUTION\nModel answer.\n\n**Rubric.** 2 points.\n### END SOLUTION")])
+    return tmp_path / "sheet.csv"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _save(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, MANUAL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_sheet_shows_answer_and_rubric(course, tmp_path):
+    sheet = _sheet(course, tmp_path)
+    assert manual_template(course, "01_a", sheet).rows == 1
+    assert _rows(sheet) == [{"student": "bob", "assignment": "01_a", "notebook": "nb", "grade_id": "why",
+                             "max_score": "2", "score": "", "comment": "", "answer": "Because k squared.",
+                             "rubric": "Model answer.\n\n**Rubric.** 2 points."}]
+    (course.autograded / "bob" / "01_a" / "nb.ipynb").unlink()
+    manual_template(course, "01_a", sheet)  # nothing filled in yet: rewritten
+    assert _rows(sheet)[0]["answer"].startswith("[no autograded notebook ")
+
+
+def test_sheet_with_grades_is_kept(course, tmp_path):
+    sheet = _sheet(course, tmp_path)
+    manual_template(course, "01_a", sheet)
+    rows = _rows(sheet)
+    rows[0].update(score="1.5", comment="half")
+    graded_elsewhere = {**rows[0], "student": "alice", "answer": "", "score": "2", "comment": ""}   # already imported
+    _save(sheet, rows + [graded_elsewhere])
+    before = sheet.read_text()
+    with pytest.raises(GraderError, match=re.escape(f"{sheet} has 2 row(s) with a score or comment") + ".*--merge"):
+        manual_template(course, "01_a", sheet)
+    assert sheet.read_text() == before
+
+    result = manual_template(course, "01_a", sheet, merge=True)
+    assert (result.rows, result.kept, result.reopened) == (2, 2, [])
+    assert [(r["student"], r["score"], r["comment"]) for r in _rows(sheet)] == [("alice", "2", ""), ("bob", "1.5", "half")]
+    assert import_manual(course, sheet) == 2   # answer and rubric columns are not read
+
+    _write_nb(course.autograded / "bob" / "01_a" / "nb.ipynb", [_markdown_answer("why", "Rewritten.")])
+    with Gradebook(course.db_url) as gb:  # as autograde leaves a changed answer
+        grade = gb.find_grade("why", "nb", "01_a", "bob")
+        grade.manual_score, grade.needs_manual_grade = None, True
+        gb.db.commit()
+    result = manual_template(course, "01_a", sheet, merge=True)
+    assert result.reopened == ["bob/nb/why (was 1.5)"] and result.kept == 1
+    assert [(r["student"], r["score"], r["answer"]) for r in _rows(sheet)] == [("alice", "2", ""), ("bob", "", "Rewritten.")]
+
+
+def test_sheet_refuses_with_a_reason(course, tmp_path):
+    other = tmp_path / "roster.csv"
+    other.write_text(ROSTER)
+    with pytest.raises(GraderError, match=r"is not a hand-grading sheet"):
+        manual_template(course, "01_a", other)
+    with pytest.raises(GraderError, match=r"assignment 09_nope is not in the gradebook .*known: 01_a, 02_b, 03_c"):
+        manual_template(course, "09_nope", tmp_path / "sheet.csv")
+
+
+# --- end to end: regrading keeps hand grades --------------------------------------------------
+
+WHY = {"alice": "The constant comes out squared: Var(3y) = 9 Var(y).", "bob": "Variance is linear."}
+
+
+def _grade(course: Course, student: str) -> tuple[float | None, str | None, bool]:
+    with Gradebook(course.db_url) as gb:
+        grade = gb.find_grade("why", "part1", kit.ASG, student)
+        comment = gb.find_comment("why", "part1", kit.ASG, student)
+        return grade.manual_score, comment.manual_comment, grade.needs_manual_grade
+
+
+@pytest.mark.slow
+def test_regrade_keeps_unchanged_hand_grades(tmp_path, capsys):
+    """Grade, grade by hand, regrade: the unchanged answer keeps its hand grade and export counts
+    it; the changed answer needs a hand grade again, and the merged sheet reopens its row."""
+    with kit.clean_jupyter(tmp_path):
+        course = kit.build_course(tmp_path / "course")
+        for student, why in WHY.items():
+            kit.submit(course, student, kit.standard(course, {"why": why}))
+        assert [r.outcome for r in kit.grade_all(course).values()] == ["graded"] * 2
+        sheet = course.work / "manual" / f"{kit.ASG}.csv"
+        root = ["--root", str(course.root)]
+        assert main([*root, "manual", "template", kit.ASG]) == 0
+        rows = _rows(sheet)
+        assert [(r["student"], r["grade_id"], r["answer"]) for r in rows] == [("alice", "why", WHY["alice"]),
+                                                                           ("bob", "why", WHY["bob"])]
+        assert all("**Rubric (1 point).**" in r["rubric"] for r in rows)
+        rows[0].update(score="1", comment="clear")
+        rows[1].update(score="0", comment="not linear")
+        _save(sheet, rows)
+        assert main([*root, "manual", "import", str(sheet)]) == 0
+        assert main([*root, "manual", "template", kit.ASG]) != 0
+        assert "--merge" in capsys.readouterr().err
+
+        kit.submit(course, "bob", kit.standard(course, {"why": "Variance scales with k squared."}))
+        assert main([*root, "autograde", kit.ASG, "--regrade", "--workers", "2", "--timeout", str(kit.TIMEOUT)]) == 0
+        assert _grade(course, "alice") == (1.0, "clear", False)   # the hand grade stands
+        assert _grade(course, "bob") == (None, None, True)        # a new answer: graded by hand again
+
+        roster = tmp_path / "roster.csv"
+        roster.write_text("student_id,name,lms_id\nalice,Alice A,1\nbob,Bob B,2\n")
+        report = export_grades(course, roster, tmp_path / "grades.csv")
+        assert _table(tmp_path / "grades.csv")[1:] == [["alice", "Alice A", "1", "6"], ["bob", "Bob B", "2", "5"]]
+        assert report.pending == [f"bob/{kit.ASG}"]
+
+        result = manual_template(course, kit.ASG, sheet, merge=True)
+        assert result.reopened == ["bob/part1/why (was 0)"] and result.kept == 1
+        assert [(r["student"], r["score"], r["answer"]) for r in _rows(sheet)] == [
+            ("alice", "1", WHY["alice"]), ("bob", "", "Variance scales with k squared.")]

@@ -156,7 +156,7 @@ def test_a_broken_submission_is_reported_and_recorded_alone(course):
 
 def test_manual_grades_feedback_export_report(course, tmp_path):
     sheet = tmp_path / "manual.csv"
-    assert manual_template(course, ASG, sheet) == 3  # alice, bob, dave wrote an answer
+    assert manual_template(course, ASG, sheet).rows == 3  # alice, bob, dave wrote an answer
     rows = list(csv.DictReader(sheet.open()))
     for row in rows:
         row["score"], row["comment"] = {"alice": ("2", "complete"), "bob": ("1", "mean step missing"),
