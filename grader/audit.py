@@ -137,6 +137,10 @@ def _merge_exercise(old: dict[str, Any], result: Result, exercise: str, stale: d
             now["comments"][exercise] = nb.comments[exercise]
         now["flags"] = sorted([f for f in now["flags"] if not f.startswith(f"{exercise}:")]
                               + [f for f in nb.flags if f.startswith(f"{exercise}:")])
+        # a check's message goes with its score: stale cells keep their recorded score and message
+        keep, old_diagnoses = set(stale[nb.name]), now.get("diagnoses", {})
+        now["diagnoses"] = {**{g: t for g, t in nb.diagnoses.items() if g not in keep},
+                            **{g: t for g, t in old_diagnoses.items() if g in keep}}
         now["score"] = sum(c["auto_score"] or 0.0 for c in now["cells"].values())
         if not stale[nb.name]:
             now["late_penalty"] = nb.late_penalty

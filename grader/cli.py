@@ -92,11 +92,31 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 1
 
 
+def _duration(seconds: float) -> str:
+    """'42 s', '3 min 5 s', '1 h 2 min'."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
 def cmd_autograde(args: argparse.Namespace) -> int:
     from grader.scheduler import autograde
 
     course = _course(args)
     counts = {"up to date": 0}
+    folders = {p.parent.name for p in course.submitted.glob(f"*/{args.assignment}") if p.is_dir()}
+    total = len(set(args.student) & folders if args.student else folders)
+    start = time.perf_counter()
+
+    def progress() -> str:
+        """'[12/40, 1 min 5 s, about 2 min left]': done of all, elapsed, the rest at this pace."""
+        done, graded = sum(counts.values()), sum(n for k, n in counts.items() if k != "up to date")
+        elapsed = time.perf_counter() - start
+        left = f", about {_duration(elapsed / graded * (total - done))} left" if graded and done < total else ""
+        return f"[{done}/{total}, {_duration(elapsed)}{left}]"
 
     def show(result: Result | None, student: str) -> None:
         if result is None:
@@ -104,7 +124,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             return
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
         if result.outcome != "graded":
-            print(f"{student}: {result.outcome.upper()} {(result.message or '').splitlines()[0]}", flush=True)
+            print(f"{progress()} {student}: {result.outcome.upper()} {(result.message or '').splitlines()[0]}",
+                  flush=True)
             return
         flags = "; ".join(f for nb in result.notebooks for f in nb.flags)
         if args.exercise:
@@ -112,10 +133,9 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             what = "; ".join(f"{args.exercise} {c['auto_score'] or 0:g}/{c['max_score']:g}" for c in cells)
         else:
             what = f"{result.score:g}/{result.max_score:g}"
-        print(f"{student}: {what} in {result.seconds:.1f} s" + (f"  [flagged: {flags}]" if flags else ""),
+        print(f"{progress()} {student}: {what} in {result.seconds:.1f} s" + (f"  [flagged: {flags}]" if flags else ""),
               flush=True)  # printed once recorded: a line here is a grade that survives a kill
 
-    start = time.perf_counter()
     try:
         results = autograde(course, args.assignment, args.student or None, regrade=args.regrade,
                             exercise=args.exercise, workers=args.workers, scheduler=args.scheduler,
@@ -183,11 +203,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from grader.report import report
+    from grader.report import mistakes, report
 
     course = _course(args)
-    png = Path(args.png) if args.png else course.reports / f"{args.assignment}.png"
-    print(report(course, args.assignment, png=png, students=args.students))
+    suffix = "-mistakes" if args.mistakes else ""
+    png = Path(args.png) if args.png else course.reports / f"{args.assignment}{suffix}.png"
+    if args.mistakes:
+        print(mistakes(course, args.assignment, png=png))
+    else:
+        print(report(course, args.assignment, png=png, students=args.students))
     return 0
 
 
@@ -312,10 +336,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--canvas-id", action="append", metavar="ASSIGNMENT=ID",
                    help="the Canvas assignment id of an assignment (repeatable): its column becomes 'ASSIGNMENT (ID)'")
 
-    p = add("report", cmd_report, "per-exercise score table and a histogram of totals")
+    p = add("report", cmd_report, "per-exercise score table and a histogram of totals, or --mistakes")
     p.add_argument("assignment")
-    p.add_argument("--png", help="histogram file (default WORK/reports/ASSIGNMENT.png)")
+    p.add_argument("--png", help="chart file (default WORK/reports/ASSIGNMENT.png, -mistakes.png with --mistakes)")
     p.add_argument("--students", action="store_true", help="also list every student's total")
+    p.add_argument("--mistakes", action="store_true",
+                   help="what the class got wrong: the named mistakes the hidden checks diagnosed, per exercise")
 
     p = add("validate", cmd_validate, "run a notebook and show its failing visible tests")
     p.add_argument("notebook")

@@ -33,7 +33,7 @@ def serial(tmp_path_factory):
     return serial_baseline(tmp_path_factory)
 
 
-RECORDED_LINE = re.compile(r"^\w+: ([A-Z]+ |[\d.]+/[\d.]+ in )")  # graded, or OUTCOME message
+RECORDED_LINE = re.compile(r"^\[\d+/\d+, [^\]]*\] \w+: ([A-Z]+ |[\d.]+/[\d.]+ in )")  # [done/all, time] graded, or OUTCOME message
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])

@@ -55,5 +55,7 @@ def test_formgraders_autograde_saves_nothing_and_the_next_run_grades_again(grade
     assert _state(graded)[0] == before  # no grade saved
     capsys.readouterr()
     assert main(["--root", str(graded.root), "autograde", kit.ASG]) == 0
-    assert "1 graded" in capsys.readouterr().out  # not "up to date": its autograded folder is gone
+    out = capsys.readouterr().out
+    assert "1 graded" in out  # not "up to date": its autograded folder is gone
+    assert out.startswith("[1/1, ") and "] s: 5/6 in " in out  # progress: done of all, elapsed
     assert _state(graded)[0]["s"]["score"] == before["s"]["score"]
