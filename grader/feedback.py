@@ -5,10 +5,16 @@ them out: :class:`HideHiddenTests` removes the hidden-test regions from the cell
 error tracebacks of those cells down to ``ExceptionName: message``; then :func:`verify_feedback`
 reads the rendered text of every page and rejects (deletes) any that still shows a hidden-test
 line, a hidden-test marker or a path into grader/.
+
+Pages stay small: embedded plots are redrawn at most :data:`IMAGE_WIDTH` pixels wide in 256
+colours (a plot-heavy notebook's page shrinks from 2.4 MB to about a fifth). A notebook that
+was not graded (missing, unreadable) gets a short page saying so, since nbgrader writes none.
 """
 from __future__ import annotations
 
+import base64
 import html
+import io
 import re
 from pathlib import Path
 
@@ -18,7 +24,11 @@ from nbgrader.preprocessors import ClearHiddenTests
 
 from grader.config import Course, GraderError
 
-__all__ = ["HideHiddenTests", "generate_feedback", "verify_feedback", "forbidden_texts"]
+__all__ = ["HideHiddenTests", "generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH"]
+
+#: Widest embedded image of a feedback page, in pixels (a plot stays readable at this width).
+IMAGE_WIDTH = 480
+_IMAGE = re.compile(r'(src="data:image/png;base64,)([A-Za-z0-9+/=\s]+)(")')
 
 
 class HideHiddenTests(ClearHiddenTests):
@@ -64,9 +74,61 @@ def verify_feedback(course: Course, assignment: str, pages: list[Path]) -> list[
     return problems
 
 
+def _smaller_png(data: str) -> str:
+    """A base64 PNG redrawn at most IMAGE_WIDTH wide in 256 colours (on white), if smaller."""
+    from PIL import Image
+
+    raw = base64.b64decode(data)
+    try:
+        image = Image.open(io.BytesIO(raw))
+        image.load()
+    except Exception:  # noqa: BLE001 - not an image Pillow reads: keep it as it is
+        return data
+    flat = Image.new("RGB", image.size, "white")
+    flat.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+    if flat.width > IMAGE_WIDTH:
+        flat = flat.resize((IMAGE_WIDTH, round(flat.height * IMAGE_WIDTH / flat.width)), Image.LANCZOS)
+    out = io.BytesIO()
+    flat.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode() if out.tell() < len(raw) else data
+
+
+def _shrink_images(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    smaller = _IMAGE.sub(lambda m: m[1] + _smaller_png(m[2]) + m[3], text)
+    if smaller != text:
+        page.write_text(smaller, encoding="utf-8")
+
+
+def _not_graded_pages(course: Course, assignment: str, students: list[str] | None) -> list[Path]:
+    """A page for each recorded notebook that has none: it was missing or unreadable."""
+    from grader.audit import load_summary
+
+    pages = []
+    for student, entry in load_summary(course, assignment)["submissions"].items():
+        if students and student not in students:
+            continue
+        for name, nb in entry.get("notebooks", {}).items():
+            page = course.feedback / student / assignment / f"{name}.html"
+            if page.exists() or nb.get("outcome") == "graded":
+                continue
+            why = html.escape(nb.get("message") or nb.get("outcome", ""))
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(
+                f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title></head>"
+                f"<body><h1>{html.escape(assignment)} / {html.escape(name)}.ipynb</h1>"
+                f"<p><strong>Not graded: {html.escape(nb.get('outcome', ''))}.</strong> {why}</p>"
+                f"<p>Score: {nb.get('score', 0):g} / {nb.get('max_score', 0):g}.</p>"
+                "<p>Submit the notebook again as it is saved by JupyterLab (File &gt; Save, then upload "
+                "the .ipynb file itself), or ask your instructor.</p></body></html>\n", encoding="utf-8")
+            pages.append(page)
+    return pages
+
+
 def generate_feedback(course: Course, assignment: str, students: list[str] | None = None) -> list[Path]:
     """Write ``work/feedback/<student>/<assignment>/<notebook>.html`` for autograded submissions
-    and verify every page; GraderError lists any leak (those pages are deleted)."""
+    (and a short page for each notebook not graded), with small images, and verify every page;
+    GraderError lists any leak (those pages are deleted)."""
     from nbgrader.converters import GenerateFeedback
 
     from grader.config import nbgrader_config
@@ -77,6 +139,9 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
         run_converter(GenerateFeedback, config, assignment=assignment, student=student, force=True)
     pages = sorted(p for student in (students or ["*"])
                    for p in course.feedback.glob(f"{student}/{assignment}/*.html"))
+    for page in pages:
+        _shrink_images(page)
+    pages = sorted(pages + _not_graded_pages(course, assignment, students))
     problems = verify_feedback(course, assignment, pages)
     if problems:
         raise GraderError("feedback leaked hidden-test content:\n" + "\n".join(problems))

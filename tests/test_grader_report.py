@@ -1,5 +1,6 @@
-"""``report --mistakes``: what the class got wrong, counted from the hidden checks' named
-diagnoses of a real autograde run (fixture assignment 00_attacks)."""
+"""What instructors and students get after a real autograde run (fixture assignment
+00_attacks): ``report --mistakes``, what the class got wrong, counted from the hidden checks'
+named diagnoses; a feedback page for a notebook that was not graded."""
 from __future__ import annotations
 
 import pytest
@@ -31,3 +32,17 @@ def test_mistakes_counts_each_named_mistake_with_its_share_and_an_example(tmp_pa
     assert "answer 3 Var(y): the constant must come out squared 1 25% bea" in lines
     assert "failed without a named mistake: scale 1" in lines
     assert (course.reports / f"{kit.ASG}-mistakes.png").stat().st_size > 1000
+
+
+def test_a_notebook_not_graded_gets_a_feedback_page_that_says_so(tmp_path, capsys):
+    with kit.clean_jupyter(tmp_path):
+        course = kit.build_course(tmp_path / "course")
+        only_part1 = {"part1": kit.standard(course)["part1"]}
+        kit.submit(course, "ann", only_part1)
+        kit.submit(course, "bea", {**only_part1, "part2": b"not a notebook {"})
+        kit.grade_all(course)
+        assert main(["--root", str(course.root), "feedback", kit.ASG]) == 0
+    for student, outcome in (("ann", "missing"), ("bea", "unreadable")):
+        page = (course.feedback / student / kit.ASG / "part2.html").read_text()
+        assert f"Not graded: {outcome}." in page and "Score: 0 / 1." in page, page
+        assert (course.feedback / student / kit.ASG / "part1.html").stat().st_size > 10_000  # nbgrader's own

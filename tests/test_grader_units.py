@@ -466,3 +466,27 @@ def test_validate_names_a_broken_file_and_a_cell_out_of_time(tmp_path):
     ok, text = validate(slow, timeout=2)
     assert not ok and text.splitlines() == ["slow.ipynb: 1 cell(s) fail", "  - import time",
                                             "      ran past the 2 s limit per cell and was stopped (an endless loop?)"]
+
+
+def test_feedback_images_are_redrawn_small_on_white():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from grader.feedback import IMAGE_WIDTH, _smaller_png
+
+    plot = Image.new("RGBA", (960, 720), (0, 0, 0, 0))  # a transparent figure with a red stripe
+    for x in range(960):
+        for y in range(300, 320):
+            plot.putpixel((x, y), (200, 30, 30, 255))
+    raw = io.BytesIO()
+    plot.save(raw, "PNG")
+    data = base64.b64encode(raw.getvalue()).decode()
+    small = Image.open(io.BytesIO(base64.b64decode(_smaller_png(data))))
+    assert small.size == (IMAGE_WIDTH, 360) and small.mode == "P"
+    rgb = small.convert("RGB")
+    near = lambda a, b: max(abs(x - y) for x, y in zip(a, b)) <= 4  # noqa: E731 - 256 colours
+    assert near(rgb.getpixel((10, 10)), (255, 255, 255))  # transparency became white, not black
+    assert near(rgb.getpixel((10, 155)), (200, 30, 30))   # the stripe keeps its colour
+    assert _smaller_png("bm90IGFuIGltYWdl") == "bm90IGFuIGltYWdl"  # not an image: left alone
