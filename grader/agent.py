@@ -17,7 +17,8 @@ Both sides speak one protocol, :class:`Peer`:
   the sender exports, ``{"$r": n}`` for one the receiver exported to it earlier. A handle is
   valid for one check (a *session*);
 - a request (``call``, ``getattr``, ``len``, ``list``, ``getitem``, ``bool``, ``isinstance``,
-  ``patch``, or the kernel's ``check``) is answered by ``return`` or ``raise``; while waiting,
+  ``global``, ``patch``, ``unpatch``, or the kernel's ``check``) is answered by ``return`` or
+  ``raise``; while waiting,
   a side serves the other's requests (a student's function calling a function the check
   handed it), so calls nest both ways. A call that changed its arguments sends them back
   (``after``) and the caller changes its own copies the same way.
