@@ -37,6 +37,7 @@ from nbgrader.preprocessors import Execute
 
 from grader.checker import Checker
 from grader.judge import expected_checks
+from grader.nb import split_hidden
 from grader.sandbox import BOX, KernelBox, Limits, SandboxKernelManager, exit_reason
 
 __all__ = ["SandboxExecute", "NotebookRun", "CellRun", "Context"]
@@ -72,6 +73,7 @@ class CellRun:
     errored: bool
     timed_out: bool
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    diagnosed: list[dict[str, Any]] = field(default_factory=list)  # see SandboxExecute._diagnose
 
 
 @dataclass
@@ -200,6 +202,26 @@ class SandboxExecute(Execute):
         self._exit_asked = any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
         await super()._check_raise_for_error(cell, cell_index, exec_reply)
 
+    async def _diagnose(self, cell: NotebookNode, expect: list[str]) -> list[dict[str, Any]]:
+        """A test cell failed before its hidden checks ran: run them on their own, so the
+        student reads what they find (a named mistake) under the cell. The cell's score stays
+        nbgrader's 0; the verdicts only inform (feedback, ``report --mistakes``)."""
+        self._ask("open", expect=expect)
+        try:
+            msg_id = await ensure_async(self.kc.execute("\n".join(split_hidden(cell.source)[1]), silent=True,
+                                                        store_history=False))
+            await self.async_wait_for_reply(msg_id, cell)  # past the cell's limit: interrupted
+        except Exception:  # noqa: BLE001 - a kernel that died here is noticed by the next cell
+            self.log.info("diagnosis of %s stopped", cell.metadata.get("nbgrader", {}).get("grade_id"), exc_info=True)
+        verdicts = self._ask("close").get("verdicts") or []
+        said = [v["message"] for v in verdicts if not v.get("ok") and v.get("message")
+                and "not implemented" not in v["message"]]
+        if said:
+            cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=(
+                "The visible tests above failed, so the hidden test ran on its own to say more (this "
+                "cell's score stays 0):\n" + "\n".join(said) + "\n")))
+        return verdicts
+
     async def _kill(self) -> None:
         if self.km is not None and await self.km.is_alive():
             await self.km.shutdown_kernel(now=True)
@@ -213,6 +235,7 @@ class SandboxExecute(Execute):
             self._stop("time limit", f"the notebook's time limit ({limits.notebook_seconds:g} s) was reached")
             await self._kill()
         verdicts: list[dict[str, Any]] = []
+        diagnosed: list[dict[str, Any]] = []
         if self._stopped is None and not self._armed:
             await self._arm()
         expect = expected_checks(cell.source) if _graded_test(cell) and not self._run.armed_error else []
@@ -224,6 +247,8 @@ class SandboxExecute(Execute):
             verdicts = self._ask("close").get("verdicts") or []
             if not opened.get("ok"):
                 self._run.armed_error = f"the hidden checks stopped ({opened.get('error', '')})"
+            elif not verdicts and self._stopped is None and any(o.output_type == "error" for o in cell.outputs):
+                diagnosed = await self._diagnose(cell, expect)
         else:
             cell = await self._execute(cell, cell_index, execution_count, store_history)
         if _graded_test(cell):
@@ -233,7 +258,8 @@ class SandboxExecute(Execute):
             errors = [o for o in cell.outputs if o.output_type == "error"]
             self._run.cells[cell.metadata["nbgrader"]["grade_id"]] = CellRun(
                 index=cell_index, source=cell.source, errored=bool(errors),
-                timed_out=any(o.get("ename") == "CellTimeoutError" for o in errors), verdicts=verdicts)
+                timed_out=any(o.get("ename") == "CellTimeoutError" for o in errors), verdicts=verdicts,
+                diagnosed=diagnosed)
         return cell
 
     execute_cell = run_sync(async_execute_cell)  # the base class bound its own coroutine

@@ -352,7 +352,8 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
         score = sum(c["auto_score"] or 0.0 for c in cells.values())
         if penalty and before > 0:  # penalties are a share of the score: scale with it
             penalty = penalty * score / before
-        diagnoses = {gid: "\n".join(v["message"] for v in cell.verdicts if not v.get("ok") and v.get("message"))
+        diagnoses = {gid: "\n".join(v["message"] for v in cell.verdicts + cell.diagnosed
+                                    if not v.get("ok") and v.get("message"))
                      for gid, cell in (run.cells.items() if run is not None else ())}
         results.append(NotebookResult(
             name=name, outcome=outcome, seconds=round(seconds.get(name, 0.0), 3), score=score,

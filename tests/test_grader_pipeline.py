@@ -170,7 +170,8 @@ def test_manual_grades_feedback_export_report(course, tmp_path):
     start = time.perf_counter()
     pages = generate_feedback(course, ASG)
     print(f"\nfeedback: {time.perf_counter() - start:.1f} s")
-    assert [p.parent.parent.name for p in pages] == ["alice", "bob", "carol", "dave"]
+    assert [p.parent.parent.name for p in pages] == ["alice", "bob", "carol", "dave", "eve"]
+    assert "Not graded: unreadable." in (course.feedback / "eve" / ASG / "fixture.html").read_text()
     needles = forbidden_texts(course, ASG)
     assert "from grader.checks import fixture as _c; _c.check_square(square)" in needles
     for page in pages:

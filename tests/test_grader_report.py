@@ -12,6 +12,9 @@ pytestmark = pytest.mark.slow
 
 # Right on the visible test, wrong on the hidden one: the check names the mistake.
 ADDED = "def scale(x, k):\n    return k * x if x.size == 2 else x + k\n"
+# Wrong on the visible test too: the cell fails before its hidden check, which then runs on its
+# own to name the mistake under the cell (the score stays 0).
+PLAIN_ADDED = "def scale(x, k):\n    return x + k\n"
 OTHER = "def scale(x, k):\n    return k * x if x.size == 2 else x * 0\n"
 
 
@@ -19,17 +22,20 @@ def test_mistakes_counts_each_named_mistake_with_its_share_and_an_example(tmp_pa
     with kit.clean_jupyter(tmp_path):
         course = kit.build_course(tmp_path / "course")
         class_ = {"ann": {"scale_impl": ADDED}, "bea": {"scale_impl": ADDED, "answer_impl": "answer = 6.0\n"},
-                  "cal": {"scale_impl": OTHER}, "dan": {}}
+                  "cal": {"scale_impl": OTHER}, "dan": {}, "eve": {"scale_impl": PLAIN_ADDED}}
         for student, answers in class_.items():
             kit.submit(course, student, kit.standard(course, answers))
-        kit.grade_all(course)
+        results = kit.grade_all(course)
         capsys.readouterr()
         assert main(["--root", str(course.root), "report", kit.ASG, "--mistakes"]) == 0
         out = capsys.readouterr().out
     lines = [" ".join(line.split()) for line in out.splitlines()]
-    assert "00_attacks: what 4 graded submission(s) got wrong (named mistakes the hidden checks diagnosed)" in lines
-    assert "scale x + k (added, not multiplied) 2 50% ann" in lines
-    assert "answer 3 Var(y): the constant must come out squared 1 25% bea" in lines
+    assert "00_attacks: what 5 graded submission(s) got wrong (named mistakes the hidden checks diagnosed)" in lines
+    assert "scale x + k (added, not multiplied) 3 60% ann" in lines
+    assert "answer 3 Var(y): the constant must come out squared 1 20% bea" in lines
+    eve = kit.outputs(results["eve"], "part1", "scale")
+    assert kit.scores(results["eve"])["part1"]["scale"] == 0.0 and "AssertionError" in eve
+    assert "the hidden test ran on its own to say more" in eve and "It matches a known mistake: x + k" in eve
     assert "failed without a named mistake: scale 1" in lines
     assert (course.reports / f"{kit.ASG}-mistakes.png").stat().st_size > 1000
 

@@ -6,6 +6,7 @@ submission again instead of calling it up to date."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -48,9 +49,14 @@ def test_formgraders_autograde_saves_nothing_and_the_next_run_grades_again(grade
     from nbgrader.apps import NbGraderAPI
 
     before = _state(graded)[0]
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(graded.root / "grader")).load_config()
-    api = NbGraderAPI(config=config)
-    outcome = api.autograde(kit.ASG, "s", force=True)
+    environ, path = dict(os.environ), list(sys.path)
+    try:  # the config sets the course's PYTHONPATH and sys.path, as in formgrader's server process
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(graded.root / "grader")).load_config()
+        outcome = NbGraderAPI(config=config).autograde(kit.ASG, "s", force=True)
+    finally:  # not in this one: later tests' kernels would import this fixture's course
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
     assert not outcome["success"] and "python -m grader autograde" in outcome["log"]
     assert _state(graded)[0] == before  # no grade saved
     capsys.readouterr()
