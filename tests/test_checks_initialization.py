@@ -108,6 +108,14 @@ def test_fans_reference_and_alternatives_pass():
         return [shape[1] * r, shape[0] * r]
     chk.check_fans(numpy_style)
 
+    def float_fans(shape):  # the receptive field by a division: whole-valued floats
+        if len(shape) < 2:
+            raise ValueError("at least 2 dimensions")
+        r = np.prod(shape, dtype=float) / (shape[0] * shape[1])
+        return shape[1] * r, shape[0] * r
+    chk.check_fans(float_fans)
+    fails(chk.check_fans, lambda s: (s[1] + 0.5, s[0]) if len(s) > 1 else 1 / 0, "whole numbers")
+
 
 @pytest.mark.parametrize("wrong, needle", [
     (lambda s: (s[0] * math.prod(s[2:]), s[1] * math.prod(s[2:])), "swapped"),

@@ -271,6 +271,14 @@ def check_kaiming_uniform(kaiming_uniform):
     _check_initializer(kaiming_uniform, "kaiming_uniform", _kaiming_cases(True), "uniform")
 
 
+def _whole(value: object) -> bool:
+    """An int, or a float with an integral value (np.prod over a float shape, a division)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                    and math.isfinite(value) and float(value).is_integer())
+
+
 @check
 def check_fans(fans):
     """fans(shape) = (fan_in, fan_out) = (shape[1] * receptive, shape[0] * receptive)."""
@@ -280,10 +288,9 @@ def check_fans(fans):
             what = f"fans({shape})"
             got = C.call(fans, shape, what=what)
             if (not isinstance(got, (tuple, list, np.ndarray)) or len(got) != 2
-                    or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                               for v in got)):
+                    or not all(_whole(v) for v in got)):
                 raise CheckFailed(f"{what} returned {C.type_name(got)} {str(got)[:60]}; expected a "
-                                  "pair of integers (fan_in, fan_out).")
+                                  "pair of whole numbers (fan_in, fan_out).")
             want = tuple(reference(shape))
             got = (int(got[0]), int(got[1]))
             if got == want:
