@@ -358,8 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # nbgrader starts `alembic` and kernels through PATH: this interpreter's bin/ goes first.
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    from sqlalchemy.exc import DBAPIError
+
     try:
         return args.func(args)
     except GraderError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:  # the gradebook's server went away or refused (PostgreSQL)
+        first = str(exc.orig or exc).strip().splitlines()[0][:300]
+        print(f"error: the gradebook database stopped answering ({type(exc.orig or exc).__name__}: {first}). "
+              "Every result printed above is recorded (each submission commits on its own): once the "
+              "database is back, run the same command again and it carries on where it stopped.",
+              file=sys.stderr)
         return 1

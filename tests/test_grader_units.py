@@ -490,3 +490,19 @@ def test_feedback_images_are_redrawn_small_on_white():
     assert near(rgb.getpixel((10, 10)), (255, 255, 255))  # transparency became white, not black
     assert near(rgb.getpixel((10, 155)), (200, 30, 30))   # the stripe keeps its colour
     assert _smaller_png("bm90IGFuIGltYWdl") == "bm90IGFuIGltYWdl"  # not an image: left alone
+
+
+def test_a_gradebook_that_stops_answering_gets_one_paragraph_and_a_way_on(monkeypatch, capsys):
+    from sqlalchemy.exc import OperationalError
+
+    import grader.cli as cli
+
+    def gone(args):
+        raise OperationalError("UPDATE grade", {}, Exception(
+            "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally"))
+
+    monkeypatch.setattr(cli, "cmd_report", gone)
+    assert cli.main(["report", "02_optimizers"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "server closed the connection unexpectedly" in err and "run the same command again" in err
