@@ -17,10 +17,11 @@ from grader.sandbox import MODES, _works, isolation
 
 pytestmark = pytest.mark.slow
 
-# Text of the fixture's hidden checks (a mistake table entry, a docstring, a message) and of
-# any check module: none may be readable or in memory in the kernel, or in the student's
-# outputs. The snooping code builds them at run time, so its own source does not match.
-SECRETS = ("added, not multiplied", "the constant must come out squared", "def check_scale", 'SPEC["scale"]')
+# Text of the fixture's hidden checks that no attack here earns (a mistake none of them makes,
+# a docstring, the source): none may be readable or in memory in the kernel, or in the
+# student's outputs. (A mistake an answer does make is named to the student, by design.) The
+# snooping code builds them at run time, so its own source does not match.
+SECRETS = ("the constant must come out squared", "Var(3y) = 9 Var(y) = 18", "def check_scale", 'SPEC["scale"]')
 
 _FIND = '''
 import gc, os, sys, time, types
