@@ -536,9 +536,15 @@ class Peer:
 
     # -- requests -----------------------------------------------------------------------------------
 
-    def call(self, fn: Remote, args: tuple, kwargs: dict) -> Any:
-        return self.request("call", fn, (args, kwargs), restore_into=(args, kwargs),
-                            extra={"headroom": self.headroom} if self.headroom else None)
+    def call(self, fn: Remote, args: tuple, kwargs: dict, *, observe: bool = True) -> Any:
+        """``fn(*args, **kwargs)`` on the other side; with ``observe``, what the call changed in
+        its arguments is brought back into ``args``/``kwargs`` (without, the other side skips
+        the two encodings that finding out costs)."""
+        extra = {"headroom": self.headroom} if self.headroom else {}
+        if not observe:
+            extra["observe"] = False
+        return self.request("call", fn, (args, kwargs), restore_into=(args, kwargs) if observe else None,
+                            extra=extra or None)
 
     headroom: int | None = None  # while set, calls run with only this many frames to spare
 
@@ -596,13 +602,14 @@ class Peer:
                 args, kwargs = payload
                 if not isinstance(args, tuple) or not isinstance(kwargs, dict):
                     raise Broken("a malformed call", tampered=True)
-                before = self.encode(payload)
+                observe = msg.get("observe") is not False
+                before = self.encode(payload) if observe else None
                 headroom = msg.get("headroom")
                 if type(headroom) is int and headroom > 0:
                     result = _with_headroom(headroom, target, args, kwargs)
                 else:
                     result = target(*args, **kwargs)
-                after = self.encode(payload)
+                after = self.encode(payload) if observe else None
             else:
                 result = self._op(op, target, payload)
             changed = after if after is not None and after != before else None  # trees and bytes compare exactly

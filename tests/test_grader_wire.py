@@ -188,3 +188,16 @@ def test_hostile_values_get_an_answer_and_the_conversation_goes_on():
 
     _, value = converse(answer, body)
     assert value == ["RemoteClass", "Remote", "Remote", True]
+
+
+def test_a_call_that_need_not_be_observed_skips_bringing_changes_back():
+    def fill(a):
+        a[...] = 7.0
+        return "filled"
+
+    def body(fn):
+        x, y = np.zeros(2), np.zeros(2)
+        return fn(x), x.tolist(), fn._peer.call(fn, (y,), {}, observe=False), y.tolist()
+
+    _, value = converse(fill, body)
+    assert value == ("filled", [7.0, 7.0], "filled", [0.0, 0.0])

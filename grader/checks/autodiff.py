@@ -28,8 +28,8 @@ import numpy as np
 
 from grader.agent import Remote, headroom
 from grader.checks import CheckFailed, check
-from grader.checks._core import (as_array, call, check_number, compare, guard, is_class, patched_global, resolve,
-                                 rng, specs, type_name)
+from grader.checks._core import (as_array, call, check_number, compare, construct, guard, is_class, patched_global,
+                                 resolve, rng, specs, type_name)
 
 SPEC = specs(__name__)
 
@@ -218,7 +218,7 @@ class _Graph:
 
     def leaf(self, label: str, value: Any) -> Any:
         value = np.asarray(value, dtype=self.dtype)
-        return self._keep(label, self.Node(value), (None, (), (), value))
+        return self._keep(label, construct(self.Node, value), (None, (), (), value))
 
     def const(self, value: Any) -> np.ndarray:
         return np.asarray(value, dtype=self.dtype)
@@ -227,7 +227,8 @@ class _Graph:
         op = _OPS[name]
         parents = tuple(a for a in args if self.is_node(a))
         value = op.forward(*[self.value(a) if self.is_node(a) else a for a in args])
-        return self._keep(label, self.Node(value, fn=op, args=args, parents=parents), (op, args, parents, value))
+        node = construct(self.Node, value, fn=op, args=args, parents=parents)
+        return self._keep(label, node, (op, args, parents, value))
 
     def is_node(self, obj: Any) -> bool:
         return id(obj) in self.links
@@ -544,9 +545,10 @@ def check_topological_order(topological_order: Callable[..., Any], Node: type) -
         G = _Graph(Node)
         for desc, root in _order_graphs(G):
             what = f"topological_order(root) for {desc}"
-            before = [(n.parents, n.args) for n in G.nodes]
+            nodes = _ref_order(root, G.parents)  # this graph's (each read is a call into a grading kernel)
+            before = [(n.parents, n.args) for n in nodes]
             order = _order_of(topological_order, root, what)
-            if any(not (_same_links(n.parents, p) and _same_links(n.args, a)) for n, (p, a) in zip(G.nodes, before)):
+            if any(not (_same_links(n.parents, p) and _same_links(n.args, a)) for n, (p, a) in zip(nodes, before)):
                 raise CheckFailed(f"{what} changed the graph (a node's parents or args); only read it.")
             _describe_order_mistake(order, root, what, G)
         # Deep graphs must not use recursion: a chain twice as deep as the 300 frames it may use
