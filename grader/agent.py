@@ -101,7 +101,7 @@ class Encoder:
         if depth > _MAX_DEPTH:
             raise TooLarge("nested more than 40 levels deep")
         if t is tuple:
-            return {"$t": [self.encode(v, depth + 1) for v in value]}
+            return self._items(value, depth)
         if t is list:
             return [self.encode(v, depth + 1) for v in value]
         np = _numpy()
@@ -109,7 +109,7 @@ class Encoder:
             data = np.ascontiguousarray(value).tobytes()
             return {"$a": self._buffer(data), "dtype": value.dtype.str, "shape": list(value.shape)}
         if t is dict:
-            return {"$d": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
+            return self._pairs(value, depth)
         if t is types.SimpleNamespace:
             return {"$ns": [[k, self.encode(v, depth + 1)] for k, v in vars(value).items()]}
         if t is complex:
@@ -122,15 +122,21 @@ class Encoder:
             if t is np.random.Generator and type(value.bit_generator).__name__ in GENERATORS:
                 return {"$g": self.encode(value.bit_generator.state, depth + 1)}
         if isinstance(value, tuple) and hasattr(t, "_fields"):  # namedtuples
-            return {"$t": [self.encode(v, depth + 1) for v in value]}
+            return self._items(value, depth)
         if isinstance(value, dict) and t.__module__ == "collections":  # OrderedDict, defaultdict
-            return {"$d": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
+            return self._pairs(value, depth)
         if any(value is k for k in (bool, int, float, complex)):
             return {"$ty": f"builtins.{value.__name__}"}
         if np is not None and isinstance(value, type) and issubclass(value, np.generic) \
                 and value.__module__ == "numpy":
             return {"$ty": f"numpy.{value.__name__}"}
         return self.ref(value)
+
+    def _items(self, value: tuple, depth: int) -> Any:
+        return {"$t": [self.encode(v, depth + 1) for v in value]}
+
+    def _pairs(self, value: dict, depth: int) -> Any:
+        return {"$d": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()]}
 
 
 _NUMPY: Any = None
@@ -371,17 +377,16 @@ class Link:
         return bytes(out)
 
     def _masked(self) -> Any:
-        if not self.quiet:
-            return contextlib.nullcontext()
+        return _sigint_blocked() if self.quiet else contextlib.nullcontext()
 
-        @contextlib.contextmanager
-        def masked() -> Any:
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            try:
-                yield
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        return masked()
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # -- the protocol -------------------------------------------------------------------------------------
@@ -391,13 +396,12 @@ class Remote:
     truth and ``isinstance(x, remote_class)`` are requests; ``repr`` names its type. Dunder
     attributes are never fetched (NumPy would read ``__array_interface__`` as memory)."""
 
-    __slots__ = ("_peer", "_n", "_type", "_kind", "__weakref__")
+    __slots__ = ("_peer", "_n", "_type", "__weakref__")
 
-    def __init__(self, peer: Peer, n: int, type_name: str, kind: str) -> None:
+    def __init__(self, peer: Peer, n: int, type_name: str) -> None:
         object.__setattr__(self, "_peer", peer)
         object.__setattr__(self, "_n", n)
         object.__setattr__(self, "_type", type_name)
-        object.__setattr__(self, "_kind", kind)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
@@ -525,7 +529,7 @@ class Peer:
             raise ValueError("malformed handle")
         if n not in self.proxies:
             cls = RemoteClass if kind == "class" else RemoteFunction if kind == "function" else Remote
-            self.proxies[n] = cls(self, n, str(tree.get("type", "?"))[:100], kind)
+            self.proxies[n] = cls(self, n, str(tree.get("type", "?"))[:100])
         return self.proxies[n]
 
     def decode(self, tree: Any, buffers: list[bytes]) -> Any:
@@ -713,13 +717,18 @@ def hidden_test(*args, **kwargs):
 '''
 
 
+def socket_path(address: str) -> str:
+    """The address of the agent's socket as ``bind``/``connect`` take it: ``@name`` is an
+    abstract socket, anything else a path."""
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
 def arm(address: str, timeout: float = 30.0) -> None:
     """In the grading kernel: wait for the checker at ``address`` (a Unix socket path, or
     ``@name`` for an abstract one), then install ``grader.checks``: a package whose modules'
     ``check_<name>`` functions ask the checker. Leaves no name in the notebook's namespace."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    path = "\0" + address[1:] if address.startswith("@") else address
-    listener.bind(path)
+    listener.bind(socket_path(address))
     listener.listen(1)
     listener.settimeout(timeout)
     try:

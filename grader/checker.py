@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from grader.agent import Broken, Link, Peer
+from grader.agent import Broken, Link, Peer, socket_path
 from grader.checks import CheckFailed
 
 __all__ = ["Checker", "main"]
@@ -58,7 +58,7 @@ class _State:
         self.running = False
 
     def connect(self, address: str, timeout: float = 30.0) -> socket.socket:  # the agent waits as long
-        path = "\0" + address[1:] if address.startswith("@") else address
+        path = socket_path(address)
         deadline = time.monotonic() + timeout
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

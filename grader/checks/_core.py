@@ -23,9 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import os
-import sys
-import traceback
 import types
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.agent import Remote, RemoteClass, type_name
+from grader.agent import Remote, RemoteClass, type_name, where
 from grader.catalog import Exercise, load_module_specs
 from grader.checks import CheckFailed
 
@@ -51,9 +48,6 @@ DEFAULT_TOL: dict[str, tuple[float, float]] = {
     "float32": (1e-4, 1e-6),
 }
 
-_GRADER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def specs(module_name: str) -> dict[str, Exercise]:
     """Catalog entries of a check module (``grader/checks/<name>.toml``), keyed by exercise id."""
     return load_module_specs(module_name)
@@ -64,25 +58,10 @@ def rng(*key: object) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-def _library_dirs() -> tuple[str, ...]:
-    dirs = {sys.prefix, sys.base_prefix, _GRADER_DIR}
-    course = sys.modules.get("course")
-    if course is not None and getattr(course, "__file__", None):
-        dirs.add(os.path.dirname(os.path.abspath(course.__file__)))
-    return tuple(os.path.join(d, "") for d in dirs)
-
-
 def _where(exc: BaseException) -> str:
     """' (line 3: `return x / 0`)' for the innermost frame of the student's own code (said by
     the kernel for an exception that came from there)."""
-    if isinstance(getattr(exc, "where", None), str):
-        return exc.where
-    library = _library_dirs()
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not os.path.abspath(f.filename).startswith(library)]
-    if not frames or not frames[-1].line:
-        return ""
-    return f" (line {frames[-1].lineno}: `{frames[-1].line.strip()}`)"
+    return exc.where if isinstance(getattr(exc, "where", None), str) else where(exc)
 
 
 def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool = True,
