@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from grader.audit import answer_texts, open_gradebook
 from grader.collect import Roster
 from grader.config import Course, GraderError
+from grader.nb import without_solution_markers
 
 __all__ = ["MANUAL_COLUMNS", "FORMATS", "manual_template", "import_manual", "export_grades",
            "parse_canvas_ids", "ExportReport", "Sheet"]
@@ -20,7 +20,6 @@ __all__ = ["MANUAL_COLUMNS", "FORMATS", "manual_template", "import_manual", "exp
 MANUAL_COLUMNS = ["student", "assignment", "notebook", "grade_id", "max_score", "score", "comment",
                   "answer", "rubric"]
 _KEY = ("student", "assignment", "notebook", "grade_id")
-_SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
 
 @dataclass
@@ -59,7 +58,7 @@ def _notebook_texts(path: Path) -> dict[str, str] | None:
 
 def _rubric(texts: dict[str, str] | None, grade_id: str) -> str:
     """The model answer (and rubric) of a cell from the solution notebook, without markers."""
-    return _SOLUTION_MARKERS.sub("", (texts or {}).get(grade_id, "")).strip()
+    return without_solution_markers((texts or {}).get(grade_id, "")).strip()
 
 
 def _pending_rows(course: Course, assignment: str) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 
 from grader.config import REPO_ROOT
+from grader.nb import without_solution_markers
 
 __all__ = ["assemble_course", "fill_submission"]
 
@@ -32,11 +33,6 @@ def assemble_course(dest: Path, include: Iterable[str], *, overlay: Path | None 
     return dest
 
 
-def _without_solution_markers(source: str) -> str:
-    return "\n".join(line for line in source.splitlines()
-                     if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line)
-
-
 def fill_submission(release: nbformat.NotebookNode, solution: nbformat.NotebookNode,
                     answers: Mapping[str, str | None] | None = None) -> nbformat.NotebookNode:
     """A student's notebook: the release with every answer cell filled in.
@@ -57,5 +53,5 @@ def fill_submission(release: nbformat.NotebookNode, solution: nbformat.NotebookN
             if answers[grade_id] is not None:
                 cell.source = answers[grade_id]
         else:
-            cell.source = _without_solution_markers(reference[grade_id])
+            cell.source = without_solution_markers(reference[grade_id])
     return nb

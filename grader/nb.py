@@ -16,6 +16,7 @@ from traitlets.config import Config
 from grader.config import GraderError
 
 __all__ = ["run_converter", "read_notebook", "write_notebook", "hidden_test_lines", "split_hidden",
+           "without_solution_markers",
            "HIDDEN_BEGIN", "HIDDEN_END"]
 
 HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"  # nbgrader's delimiters (matched as substrings)
@@ -84,6 +85,13 @@ def split_hidden(source: str) -> tuple[list[str], list[str]]:
         else:
             (hidden if inside else visible).append(line)
     return visible, hidden
+
+
+def without_solution_markers(source: str) -> str:
+    """``source`` without nbgrader's ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines
+    (matched as substrings, as nbgrader does): the model answer itself."""
+    return "\n".join(line for line in source.splitlines()
+                     if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line)
 
 
 def hidden_test_lines(nb: nbformat.NotebookNode) -> list[str]:
