@@ -84,7 +84,7 @@ class FlatGroups:
             self._pack(group)
 
     def _step(self, group: _Group, kern: Callable[..., None] | None) -> bool:
-        xp, opt = B.xp, self.opt
+        opt = self.opt
         grads = []
         for k, i in enumerate(group.index):
             p = opt.params[i]
