@@ -258,3 +258,21 @@ def test_the_library_runs_without_numba():
     blocked = "import sys; sys.modules['numba'] = None\n"  # find_spec then reports it missing
     assert _python(blocked + textwrap.dedent(TRAIN_SMALL_THEN_LARGE)).splitlines() == ["False False", "False"]
     assert _python(TRAIN_SMALL_THEN_LARGE, COURSE_JIT="0").splitlines() == ["False False", "False"]
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed (pip install -e '.[fast]')")
+def test_a_kernel_compiles_without_a_writable_cache(monkeypatch):
+    import numba
+
+    real = numba.njit
+
+    def njit(*args, **options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")  # numba's error
+        return real(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    monkeypatch.setattr(jit, "_compiled", {})
+    p, g = np.ones(5), np.full(5, 2.0)
+    jit.sgd(p, g, p[:0], lr=0.5, weight_decay=0.0, momentum=0.0, dampening=0.0, first=False, nesterov=False)
+    np.testing.assert_array_equal(p, np.zeros(5))

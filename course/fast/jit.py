@@ -48,16 +48,24 @@ def use(*arrays: Array) -> bool:
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
+def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import numba
+
+    # error_model="numpy": a division by zero gives inf/nan as in NumPy instead of a Python
+    # exception; without it the check in every iteration stops vectorization.
+    options = dict(nogil=True, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError:  # no writable cache directory anywhere: compile for this process only
+        return numba.njit(**options)(fn)
+
+
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` compiled by Numba on its first call (Numba is imported then, not before)."""
     def call(*args: Any) -> Any:
         compiled = _compiled.get(fn.__name__)
         if compiled is None:
-            import numba
-
-            # error_model="numpy": a division by zero gives inf/nan as in NumPy instead of a
-            # Python exception; without it the check in every iteration stops vectorization.
-            compiled = _compiled[fn.__name__] = numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+            compiled = _compiled[fn.__name__] = _compile(fn)
         return compiled(*args)
 
     call.__name__ = call.__qualname__ = fn.__name__
