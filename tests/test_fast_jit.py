@@ -276,3 +276,30 @@ def test_a_kernel_compiles_without_a_writable_cache(monkeypatch):
     p, g = np.ones(5), np.full(5, 2.0)
     jit.sgd(p, g, p[:0], lr=0.5, weight_decay=0.0, momentum=0.0, dampening=0.0, first=False, nesterov=False)
     np.testing.assert_array_equal(p, np.zeros(5))
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed (pip install -e '.[fast]')")
+def test_a_copy_loaded_under_another_name_leaves_the_cache_usable(tmp_path):
+    """tests/test_student_edition.py loads the library as ``full_course``: its cache entries must
+    not be the ones ``course`` then loads (they would re-import ``full_course``)."""
+    load_renamed = f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location(
+            "renamed_course", {os.path.join(ROOT, "course", "__init__.py")!r},
+            submodule_search_locations=[{os.path.join(ROOT, "course")!r}])
+        sys.modules["renamed_course"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        import renamed_course.fast.jit as jit
+        import numpy as np
+        jit.MIN_SIZE = 0
+        print(jit.batchnorm_forward(np.ones((3, 2)), np.ones(2), np.zeros(2), 1e-5)[1])
+    """
+    normal = """
+        import numpy as np
+        from course.fast import jit
+        jit.MIN_SIZE = 0
+        print(jit.batchnorm_forward(np.ones((3, 2)), np.ones(2), np.zeros(2), 1e-5)[1])
+    """
+    for code in (load_renamed, normal, load_renamed):
+        assert _python(code, NUMBA_CACHE_DIR=str(tmp_path)) == "[1. 1.]"
+    assert any(tmp_path.rglob("*.nbi")), "nothing was cached"

@@ -54,6 +54,10 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     # error_model="numpy": a division by zero gives inf/nan as in NumPy instead of a Python
     # exception; without it the check in every iteration stops vectorization.
     options = dict(nogil=True, error_model="numpy")
+    # The disk cache is keyed by file and qualified name, and a cached kernel re-imports its
+    # module by name: the package name in the key keeps a copy of the library loaded under
+    # another name (the student-edition tests do this) from writing entries this one can't load.
+    fn.__qualname__ = f"{__name__}.{fn.__name__}"
     try:
         return numba.njit(cache=True, **options)(fn)
     except RuntimeError:  # no writable cache directory anywhere: compile for this process only

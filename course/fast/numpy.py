@@ -86,6 +86,12 @@ def _compiled_step(written: tuple[Array, ...], grad: Grad) -> Iterable[tuple[Arr
     return [(*w, np.ascontiguousarray(g.reshape(-1), dtype)) for *w, g in _segments(flat, grad)]
 
 
+def _numpy_pieces(written: tuple[Array, ...], grad: Grad) -> Iterable[tuple[Array, ...]]:
+    """The cache-sized blocks of every segment, for the ``out=`` ufunc versions."""
+    for *w, g in _segments(written, grad):
+        yield from _blocks(tuple(w), g)
+
+
 def _init_adam_state(state: State, param: Array, amsgrad: bool, zeros_like: Callable) -> int:
     """Fill an empty Adam state with zero moments; advance and return the step count."""
     if "exp_avg" not in state:
@@ -118,7 +124,7 @@ def _adam_numpy(param: np.ndarray, grad: Grad, state: State, *, lr: float, betas
             vmax = rest[0] if amsgrad else p[:0]
             jit.adam(p, rest[-1], m, v, vmax, l2=l2, decay=decay, betas=betas, step=step, eps_c=eps_c)
         return
-    for p, m, v, *rest in (b for s in _segments(written, grad) for b in _blocks(s[:-1], s[-1])):
+    for p, m, v, *rest in _numpy_pieces(written, grad):
         g = rest[-1]
         tmp = np.empty_like(p)
         if l2:
@@ -157,9 +163,9 @@ def _sgd_numpy(param: np.ndarray, grad: Grad, state: State, *, lr: float, moment
             jit.sgd(p, rest[-1], rest[0] if momentum else p[:0], lr=lr, weight_decay=weight_decay,
                     momentum=momentum, dampening=dampening, first=first, nesterov=nesterov)
         return
-    for p, *rest in (b for s in _segments(written, grad) for b in _blocks(s[:-1], s[-1])):
+    for p, *rest in _numpy_pieces(written, grad):
         g = rest[-1]
-        if not (weight_decay or momentum):  # plain SGD: p −= lr·g without a temporary
+        if not (weight_decay or momentum):  # plain SGD: p −= lr·g, no copy of g
             p -= g * lr
             continue
         d = np.copy(g)  # an array even for 0-d parameters (ufuncs would return scalars)
