@@ -49,6 +49,7 @@ def use(*arrays: Array) -> bool:
 
 
 def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Numba's compiled dispatcher of ``fn``, cached on disk where a directory is writable."""
     import numba
 
     # error_model="numpy": a division by zero gives inf/nan as in NumPy instead of a Python
