@@ -12,9 +12,9 @@ Conventions (PyTorch's, where the lecture notes differ):
 * dropout's ``p`` is the probability of DROPPING a unit (the notes' p is the keep probability).
 
 Speed: with the optional package :mod:`course.fast`, :func:`batchnorm_forward` and
-:func:`batchnorm_backward` run a NumPy kernel that reuses scratch buffers instead of allocating
-fresh N×D temporaries; the code below is the reference and the path everywhere else
-(``course.backend.standard_only()`` forces it).
+:func:`batchnorm_backward` run a fused kernel (compiled with Numba when it is installed, else
+NumPy with reused scratch buffers); the code below is the reference and the path everywhere
+else (``course.backend.standard_only()`` forces it).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import backend as B
 from . import ops
-from .autodiff import Tensor, defvjp, primitive
+from .autodiff import Primitive, Tensor, defvjp, is_grad_enabled, primitive
 
 __all__ = [
     "mse_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -42,11 +42,15 @@ def cross_entropy(input: Tensor, target: Any, reduction: str = "mean") -> Tensor
 
     computed from ``log_softmax`` (the maximum is subtracted first), so logits of 1e4 are
     fine. One fused primitive; its VJP is ``ḡ (softmax(z) − onehot(y))``, divided by N for
-    ``"mean"``.
+    ``"mean"``. With :mod:`course.fast` one kernel computes the loss and that gradient in
+    one pass; the result is the same up to rounding.
     """
     _check_reduction(reduction)
-    labels = _labels(input, target, "cross_entropy")
-    return _cross_entropy(input, labels, reduction)
+    fast = B.kernel("cross_entropy") if input.ndim == 2 and input.shape[0] else None
+    labels = _labels(input, target, "cross_entropy", check_range=fast is None)
+    if fast is None:
+        return _cross_entropy(input, labels, reduction)
+    return _cross_entropy_fused(input, labels, reduction, kernel=fast, saved={})
 
 
 @primitive
@@ -64,6 +68,31 @@ def _cross_entropy_vjp(g: Tensor, out: Tensor, logits: Tensor, labels: Array, re
 
 
 defvjp(_cross_entropy, _cross_entropy_vjp)
+
+
+# The fast path of course.fast: one kernel computes the loss and the gradient (softmax − onehot,
+# scaled for the reduction) together and checks the labels' range on the way; the VJP then
+# only scales the saved gradient. Under create_graph=True it is the differentiable VJP above.
+
+def _cross_entropy_fused_forward(logits: Array, labels: Array, reduction: str, *, kernel: Any,
+                                 saved: dict[str, Array]) -> Array:
+    result = kernel(logits, labels, reduction)
+    if result is None:
+        raise ValueError(_label_range_message("cross_entropy", logits.shape[-1]))
+    loss, saved["grad"] = result
+    return loss
+
+
+def _cross_entropy_fused_vjp(g: Tensor, out: Tensor, logits: Tensor, labels: Array, reduction: str, *,
+                             kernel: Any, saved: dict[str, Array]) -> Tensor:
+    if is_grad_enabled():
+        return _cross_entropy_vjp(g, out, logits, labels, reduction)
+    scale = B.xp.reshape(g.data, (-1, 1)) if reduction == "none" else g.data
+    return Tensor(scale * saved["grad"])
+
+
+_cross_entropy_fused = Primitive(_cross_entropy_fused_forward, "cross_entropy")
+defvjp(_cross_entropy_fused, _cross_entropy_fused_vjp)
 
 
 def binary_cross_entropy(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
@@ -193,8 +222,13 @@ def _check_same_shape(input: Tensor, target: Any, name: str) -> None:  # noqa: A
                          "they must match: reshape one of them, e.g. y.reshape(-1)")
 
 
-def _labels(input: Tensor, target: Any, name: str) -> Array:  # noqa: A002
-    """The integer labels as a raw array, checked against the (N, C) scores."""
+def _label_range_message(name: str, n_classes: int) -> str:
+    return f"{name}: labels must lie in [0, {n_classes}) for {n_classes} classes"
+
+
+def _labels(input: Tensor, target: Any, name: str, check_range: bool = True) -> Array:  # noqa: A002
+    """The integer labels as a raw array, checked against the (N, C) scores (their range
+    too unless ``check_range`` is False: a kernel that checks it on the way)."""
     xp = B.xp
     labels = _raw(target)
     if input.ndim != 2 or tuple(labels.shape) != input.shape[:1]:
@@ -208,8 +242,8 @@ def _labels(input: Tensor, target: Any, name: str) -> Array:  # noqa: A002
             "with y.astype(int64) (one-hot targets: take their argmax)"
         )
     n_classes = input.shape[-1]
-    if bool(xp.any((labels < 0) | (labels >= n_classes))):
-        raise ValueError(f"{name}: labels must lie in [0, {n_classes}) for {n_classes} classes")
+    if check_range and bool(xp.any((labels < 0) | (labels >= n_classes))):
+        raise ValueError(_label_range_message(name, n_classes))
     return labels
 
 

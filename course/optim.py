@@ -26,7 +26,8 @@ The rules below are the only implementation of their formulas in this module. Sp
 the optional package :mod:`course.fast` (left out of the student edition): when a class runs
 its own reference rule on NumPy or CuPy, it keeps all parameters of one dtype in one contiguous
 buffer and updates them with one call, and SGD, Adam and AdamW run fused in-place kernels
-(:func:`course.backend.kernel`). ``course.backend.standard_only()`` turns the kernels off, so
+(:func:`course.backend.kernel`; compiled with Numba for large tensors when it is installed),
+which read each parameter's gradient where it lies. ``course.backend.standard_only()`` turns the kernels off, so
 the rules run instead; both paths give the same numbers up to rounding.
 """
 from __future__ import annotations
