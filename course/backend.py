@@ -68,7 +68,8 @@ def _numpy_namespace() -> types.SimpleNamespace:
     """NumPy's own namespace, with a few standard functions swapped for faster equivalents.
 
     ``np.sum`` and friends go through Python-level wrappers costing microseconds on tiny
-    arrays; the ufunc reductions and array methods compute the same result faster.
+    arrays; the ufunc reductions and array methods compute the same result faster
+    (``ones_like`` seeds every backward pass: ``empty_like`` and ``fill`` cost half).
     """
     ns = _Namespace(**{k: v for k, v in vars(np).items() if not k.startswith("_")})
 
@@ -78,7 +79,12 @@ def _numpy_namespace() -> types.SimpleNamespace:
     def max(x, /, *, axis=None, keepdims=False):  # noqa: A001
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
 
-    ns.sum, ns.max = sum, max
+    def ones_like(x, /, *, dtype=None, device=None):
+        out = np.empty_like(x, dtype=dtype)
+        out.fill(1)
+        return out
+
+    ns.sum, ns.max, ns.ones_like = sum, max, ones_like
     ns.reshape = lambda x, /, shape, *, copy=None: x.reshape(shape)
     ns.permute_dims = lambda x, /, axes: x.transpose(axes)
     ns.astype = lambda x, dtype, /, *, copy=True, device=None: x.astype(dtype, copy=copy)
