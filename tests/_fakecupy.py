@@ -72,7 +72,7 @@ def _unwrap(x: Any) -> Any:
 
 
 def _wrap(x: Any) -> Any:
-    if isinstance(x, (np.ndarray, np.generic)) and not isinstance(x, np.dtype):
+    if isinstance(x, (np.ndarray, np.generic)):
         return ndarray(np.asarray(x) if isinstance(x, np.generic) else x)
     if isinstance(x, tuple):
         return tuple(_wrap(v) for v in x)
@@ -86,7 +86,7 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return _wrap(fn(*_unwrap(args), **kwargs))
 
 
-def _binary(name: str, reflected: bool = False) -> Callable[..., Any]:
+def _binary(name: str) -> Callable[..., Any]:
     op = getattr(np.ndarray, name)
 
     def method(self: ndarray, other: Any) -> Any:
@@ -122,27 +122,6 @@ class ndarray:  # noqa: N801 - CuPy's name
         """The explicit device-to-host copy."""
         transfers["to_host"] += 1
         return self._host.copy()
-
-    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        raise _refuse("np.asarray / __array__")
-
-    def __float__(self) -> float:
-        raise _refuse("float()")
-
-    def __int__(self) -> int:
-        raise _refuse("int()")
-
-    def __index__(self) -> int:
-        raise _refuse("__index__")
-
-    def __bool__(self) -> bool:
-        raise _refuse("bool(): an if or while on a device value")
-
-    def item(self) -> Any:
-        raise _refuse(".item()")
-
-    def tolist(self) -> Any:
-        raise _refuse(".tolist()")
 
     def __len__(self) -> int:
         return len(self._host)
@@ -182,6 +161,18 @@ class ndarray:  # noqa: N801 - CuPy's name
 
     __hash__ = None  # type: ignore[assignment]
 
+
+def _refusing(what: str) -> Callable[..., Any]:
+    def method(self: ndarray, *args: Any, **kwargs: Any) -> Any:
+        raise _refuse(what)
+
+    return method
+
+
+for _name, _what in {"__array__": "np.asarray / __array__", "__float__": "float()", "__int__": "int()",
+                     "__index__": "__index__", "__bool__": "bool(): an if or while on a device value",
+                     "item": ".item()", "tolist": ".tolist()"}.items():
+    setattr(ndarray, _name, _refusing(_what))
 
 for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
               "lt", "le", "gt", "ge", "eq", "ne"):
