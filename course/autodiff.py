@@ -141,8 +141,8 @@ def defvjp(prim: Primitive, *vjps: Callable[..., Any] | None, argnum: Callable[.
     ``argnum=f`` with ``f(i, g, out, *args, **kwargs)`` instead. By default the VJPs receive
     Tensors (under :func:`no_grad` unless ``create_graph=True``). ``on_arrays=True`` declares
     that they also work on plain arrays (they use only primitives and array operators, and
-    ``_raw``-style unwrapping for masks): a backward pass without ``create_graph`` then calls
-    them on the raw values, and no Tensor is made for an intermediate gradient.
+    read masks from an argument's raw value): a backward pass without ``create_graph`` then
+    calls them on the arrays the forward saw, and no Tensor is made for an intermediate gradient.
     """
     prim.vjps, prim.vjp_argnum, prim.on_arrays = vjps, argnum, on_arrays
 
