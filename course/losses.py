@@ -2,7 +2,9 @@
 
 ``reduction`` is ``"mean"`` (default: average over all loss terms), ``"sum"`` or ``"none"``
 (one loss per sample). Class labels are integers in ``[0, C)``; binary labels are stated per
-function. Where the plain composition of primitives would be unstable or lose the gradient at
+function. Checks that read values (label ranges, probabilities, ±1 labels) run on host
+backends only (``course.backend.on_host``): on a GPU each would wait for the device at every
+call, so there the data are the caller's to check, once. Where the plain composition of primitives would be unstable or lose the gradient at
 a point (softmax cross-entropy, the two binary cross-entropies) the loss is one fused
 primitive whose VJP is written in tensor ops, so it can be differentiated twice.
 """
@@ -107,7 +109,7 @@ def binary_cross_entropy(input: Tensor, target: Any, reduction: str = "mean") ->
     _check_reduction(reduction)
     _check_same_shape(input, target, "binary_cross_entropy")
     xp = B.xp
-    if bool(xp.any((input.data < 0) | (input.data > 1))):
+    if B.on_host() and bool(xp.any((input.data < 0) | (input.data > 1))):  # no GPU sync per call
         raise ValueError(
             "binary_cross_entropy: input must hold probabilities in [0, 1]; apply sigmoid first, "
             "or pass raw scores to binary_cross_entropy_with_logits"
@@ -194,7 +196,7 @@ def perceptron_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tens
         true_score = ops.where(_one_hot(labels, input.shape[-1]), input, 0.0).sum(axis=-1)
         return _reduce(input.max(axis=-1) - true_score, reduction)
     _check_same_shape(input, target, "perceptron_loss")
-    if not bool(B.xp.all((t == 1) | (t == -1))):
+    if B.on_host() and not bool(B.xp.all((t == 1) | (t == -1))):  # no GPU sync per call
         raise ValueError(
             "perceptron_loss: binary labels must be -1 or +1; map 0/1 labels with 2 * y - 1 "
             "(for C classes pass scores of shape (N, C) and integer labels of shape (N,))"
@@ -242,7 +244,7 @@ def _labels(input: Tensor, target: Any, name: str, check_range: bool = True) -> 
             "with y.astype(int64) (one-hot targets: take their argmax)"
         )
     n_classes = input.shape[-1]
-    if check_range and bool(xp.any((labels < 0) | (labels >= n_classes))):
+    if check_range and B.on_host() and bool(xp.any((labels < 0) | (labels >= n_classes))):  # no GPU sync
         raise ValueError(_label_range_message(name, n_classes))
     return labels
 

@@ -171,7 +171,7 @@ class Module:
                     f"{key!r}: the state has shape {tuple(value.shape)} but the model has "
                     f"{tuple(current.shape)}; build the model with the same sizes before loading"
                 )
-            value = B.asarray(value.astype(B.to_numpy(current).dtype))
+            value = B.xp.astype(B.asarray(value), current.dtype)  # cast on the device: no read back
             if is_param:
                 getattr(m, name).data = value
             else:

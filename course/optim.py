@@ -540,24 +540,30 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     g ← g · min(1, max_norm / (N + 1e-6))
 
     Gradients are replaced by new arrays, not scaled in place: two parameters may share one
-    gradient array (``x + y`` sends the same array to both).
+    gradient array (``x + y`` sends the same array to both). The norm and the factor stay on the
+    device; the one host transfer is the returned norm (read before scaling when
+    ``error_if_nonfinite``, after it otherwise).
     """
     xp = B.xp
     params = _with_grads(parameters)
     if not params:
         return 0.0
     if norm_type == math.inf:
-        total = max(float(xp.max(xp.abs(p.grad.data))) for p in params)
+        norms = [xp.max(xp.abs(p.grad.data)) for p in params]
+        total = norms[0]
+        for n in norms[1:]:
+            total = xp.maximum(total, n)
     else:
         _check(norm_type > 0, f"norm_type must be > 0 or math.inf, got {norm_type}")
-        total = sum(float(xp.sum(xp.abs(p.grad.data) ** norm_type)) for p in params) ** (1 / norm_type)
-    if not math.isfinite(total) and error_if_nonfinite:
-        raise RuntimeError(f"the total gradient norm is {total}: the loss or its gradient overflowed "
+        total = sum(xp.sum(xp.abs(p.grad.data) ** norm_type) for p in params) ** (1 / norm_type)
+    checked = float(B.to_numpy(total)) if error_if_nonfinite else None  # read before scaling, as PyTorch
+    if checked is not None and not math.isfinite(checked):
+        raise RuntimeError(f"the total gradient norm is {checked}: the loss or its gradient overflowed "
                            "(lower the learning rate), or pass error_if_nonfinite=False")
-    coef = min(1.0, max_norm / (total + 1e-6))
+    coef = xp.clip(max_norm / (total + 1e-6), max=1.0)
     for p in params:
         p.grad = Tensor(p.grad.data * coef)
-    return total
+    return checked if checked is not None else float(B.to_numpy(total))
 
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:
