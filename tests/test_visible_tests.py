@@ -1,0 +1,152 @@
+"""Visible tests that teach (issue 9 C) and judge one exercise each (issue 12 G): each classic
+wrong answer fails the visible part of its test cell with a message naming the likely cause;
+correct alternatives (float32, looped, another valid formula) pass; a mistake in an earlier
+exercise does not fail a later exercise's visible tests."""
+from __future__ import annotations
+
+import pytest
+
+from _visible import fails, namespace, run, swap
+
+OPT = "02_optimizers"
+
+# -- 02_optimizers -----------------------------------------------------------------------------
+
+SGD_BUFFER_FROM_ZERO = """
+def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    g = grad + weight_decay * param
+    new_state = dict(state)
+    if momentum != 0:
+        b = state.get("momentum_buffer", np.zeros_like(param))
+        b = momentum * b + (1 - dampening) * g
+        new_state["momentum_buffer"] = b
+        g = g + momentum * b if nesterov else b
+    return param - lr * g, new_state
+"""
+
+SGD_IN_PLACE = """
+def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    param -= lr * (grad + weight_decay * param)
+    return param, dict(state)
+"""
+
+NESTEROV_NO_LOOKAHEAD = """
+_right_sgd = sgd_step
+def sgd_step(param, grad, state, **hyper):
+    hyper.pop("nesterov", None)
+    return _right_sgd(param, grad, state, **hyper)
+"""
+
+NESTEROV_OLD_BUFFER = """
+def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    g = grad + weight_decay * param
+    new_state = dict(state)
+    if momentum != 0:
+        old = state.get("momentum_buffer")
+        b = g.copy() if old is None else momentum * old + (1 - dampening) * g
+        new_state["momentum_buffer"] = b
+        g = g + momentum * (b if old is None else old) if nesterov else b
+    return param - lr * g, new_state
+"""
+
+SGD_LOOPED_NESTEROV = """
+def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    new_param, new_state = np.empty_like(param), dict(state)
+    old = state.get("momentum_buffer")
+    b = np.empty_like(param)
+    for i in range(param.size):
+        g = grad[i] + weight_decay * param[i]
+        d = g
+        if momentum != 0:
+            b[i] = g if old is None else momentum * old[i] + (1 - dampening) * g
+            d = g + momentum * b[i] if nesterov else b[i]
+        new_param[i] = param[i] - lr * d
+    if momentum != 0:
+        new_state["momentum_buffer"] = b
+    return new_param, new_state
+"""
+
+ADAM_NO_BIAS_CORRECTION = """
+def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    beta1, beta2 = betas
+    t = state.get("step", 0) + 1
+    g = grad + weight_decay * param
+    m = beta1 * state.get("exp_avg", np.zeros_like(param)) + (1 - beta1) * g
+    v = beta2 * state.get("exp_avg_sq", np.zeros_like(param)) + (1 - beta2) * g * g
+    return param - lr * m / (np.sqrt(v) + eps), {**state, "step": t, "exp_avg": m, "exp_avg_sq": v}
+"""
+
+ADAM_TORCH_FORM = """
+def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    beta1, beta2 = betas
+    t = state.get("step", 0) + 1
+    g = grad + weight_decay * param
+    m = beta1 * state.get("exp_avg", np.zeros_like(param)) + (1 - beta1) * g
+    v = beta2 * state.get("exp_avg_sq", np.zeros_like(param)) + (1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** t)                       # torch.optim.Adam's arrangement
+    denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
+    return param - step_size * m / denom, {**state, "step": t, "exp_avg": m, "exp_avg_sq": v}
+"""
+
+
+def test_sgd_model_answer_passes():
+    ns = namespace(OPT)
+    for cell in ("sgd_step", "sgd_nesterov", "adagrad_step", "rmsprop_step", "adam_step", "newton_step"):
+        run(OPT, cell, ns)
+
+
+def test_sgd_buffer_started_at_zero_is_named():
+    ns = namespace(OPT)
+    swap(ns, SGD_BUFFER_FROM_ZERO)
+    fails(OPT, "sgd_step", ns, "started at 0", "first gradient")
+
+
+def test_in_place_update_is_named_in_place():
+    ns = namespace(OPT)
+    swap(ns, SGD_IN_PLACE)
+    fails(OPT, "sgd_step", ns, "in place", "argument 1")
+
+
+def test_nesterov_mistakes_are_named():
+    ns = namespace(OPT)
+    swap(ns, NESTEROV_NO_LOOKAHEAD)
+    fails(OPT, "sgd_nesterov", ns, "plain momentum")
+    ns = namespace(OPT)
+    swap(ns, NESTEROV_OLD_BUFFER)
+    fails(OPT, "sgd_nesterov", ns, "from before the update")
+
+
+def test_nesterov_is_not_charged_for_the_buffer_rule():
+    """A wrong first buffer fails sgd_step, not sgd_nesterov."""
+    ns = namespace(OPT)
+    swap(ns, SGD_BUFFER_FROM_ZERO)
+    run(OPT, "sgd_nesterov", ns)
+
+
+def test_looped_sgd_passes_both_cells():
+    ns = namespace(OPT)
+    swap(ns, SGD_LOOPED_NESTEROV)
+    run(OPT, "sgd_step", ns)
+    run(OPT, "sgd_nesterov", ns)
+
+
+def test_adam_without_bias_correction_is_named():
+    ns = namespace(OPT)
+    swap(ns, ADAM_NO_BIAS_CORRECTION)
+    fails(OPT, "adam_step", ns, "without bias correction")
+
+
+def test_adam_in_torch_arrangement_passes():
+    ns = namespace(OPT)
+    swap(ns, ADAM_TORCH_FORM)
+    run(OPT, "adam_step", ns)
+
+
+@pytest.mark.parametrize("value, ok", [(3 + 2 * 2 ** 0.5, True), (1 / (3 + 2 * 2 ** 0.5), False)])
+def test_condition_number_upside_down_is_named(value, ok):
+    ns = namespace(OPT)
+    ns["answer_condition_number"] = value
+    if ok:
+        run(OPT, "condition_number", ns)
+    else:
+        fails(OPT, "condition_number", ns, "LARGEST eigenvalue over the smallest")
