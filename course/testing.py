@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["assert_close", "assert_shape", "assert_pure", "stand_in", "best_time", "gd_step"]
+__all__ = ["assert_close", "assert_shape", "assert_pure", "assert_uniform_bound", "stand_in", "answering",
+           "best_time", "gd_step"]
 
 
 def _host(x: Any) -> np.ndarray:
@@ -123,6 +124,40 @@ def stand_in(namespace: MutableMapping[str, Any], **functions: Callable[..., Any
                 namespace[name] = saved[name]
             else:
                 namespace.pop(name, None)
+
+
+def answering(name: str, table: dict[Any, Any], key: Callable[..., Any]) -> Callable[..., Any]:
+    """A stand-in for the student's ``name`` that knows the right answers in ``table`` only, looked
+    up by ``key(*args, **kwargs)``; a call it does not know fails saying so."""
+    def stand_in_answer(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        k = key(*args, **kwargs)
+        if k not in table:
+            raise AssertionError(f"this test's stand-in for {name} knows the answers for "
+                                 f"{sorted(table, key=repr)} only, not for {k!r}: call {name} as the "
+                                 "exercise says (or tell your instructor).")
+        return table[k]
+    stand_in_answer.__name__ = name
+    return stand_in_answer
+
+
+def assert_uniform_bound(w: Any, bound: float, *, what: str) -> None:
+    """Fail unless the draws ``w`` fill [-bound, bound] (a large sample comes within 1% of both
+    ends); the message tells a one-sided draw, a draw outside and a wrong bound apart."""
+    __tracebackhide__ = True
+    w = _host(w)
+    top = float(np.abs(w).max())
+    if w.min() >= 0:
+        raise AssertionError(f"{what}: every weight is >= 0: draw from -b to b, not from 0 to b.")
+    if top > bound * (1 + 1e-6):
+        raise AssertionError(f"{what}: some weights lie outside [-b, b] (largest |w| = {top:.4g}, "
+                             f"b = {bound:.4g}): the bound is too large, or the draw is not uniform.")
+    if w.min() > -0.99 * bound or w.max() < 0.99 * bound:
+        ratio = top / bound
+        hint = (" (about b / sqrt(2): a bound with 3 where 6 belongs? Var(U[-b, b]) = b^2 / 3)"
+                if abs(ratio - 2 ** -0.5) < 0.02 else "")
+        raise AssertionError(f"{what}: the weights stay within [-{top:.4g}, {top:.4g}], {ratio:.3f} "
+                             f"of the bound b = {bound:.4g}: the bound is too small{hint}.")
 
 
 def best_time(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:

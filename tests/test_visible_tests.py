@@ -150,3 +150,112 @@ def test_condition_number_upside_down_is_named(value, ok):
         run(OPT, "condition_number", ns)
     else:
         fails(OPT, "condition_number", ns, "LARGEST eigenvalue over the smallest")
+
+
+# -- 03_initialization ------------------------------------------------------------------------
+
+INIT = "03_initialization"
+INIT_CELLS = ("fans", "calculate_gain", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform")
+
+WRONG_FANS = """
+def fans(shape):
+    return shape[0], shape[1]          # swapped, no receptive field
+"""
+WRONG_GAIN = """
+def calculate_gain(nonlinearity, param=None):
+    return 1.0                          # no gain at all
+"""
+GAIN_NO_DEFAULT_SLOPE = """
+_right_gain = calculate_gain
+def calculate_gain(nonlinearity, param=None):
+    return _right_gain(nonlinearity, 0.0 if param is None else param)
+"""
+GAIN_ONE_PLUS_A = """
+_right_gain = calculate_gain
+def calculate_gain(nonlinearity, param=None):
+    if nonlinearity == "leaky_relu":
+        a = 0.01 if param is None else param
+        return math.sqrt(2 / (1 + a))
+    return _right_gain(nonlinearity, param)
+"""
+XAVIER_UNIFORM_SQRT3 = """
+def xavier_uniform(shape, rng=None, *, gain=1.0, dtype=np.float32):
+    fan_in, fan_out = fans(shape)
+    bound = gain * math.sqrt(3.0 / (fan_in + fan_out))
+    return np.random.default_rng(rng).uniform(-bound, bound, size=tuple(shape)).astype(dtype)
+"""
+XAVIER_UNIFORM_ONE_SIDED = """
+def xavier_uniform(shape, rng=None, *, gain=1.0, dtype=np.float32):
+    fan_in, fan_out = fans(shape)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return np.random.default_rng(rng).uniform(0, bound, size=tuple(shape)).astype(dtype)
+"""
+KAIMING_NO_MODE_CHECK = """
+def he_std(shape, a, mode, nonlinearity):
+    fan_in, fan_out = fans(shape)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan_out if mode == "fan_out" else fan_in)
+"""
+KAIMING_INLINE_FLOAT64_FANS = """
+def kaiming_normal(shape, rng=None, *, a=0.0, mode="fan_in", nonlinearity="leaky_relu", dtype=np.float32):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(mode)
+    receptive = np.prod(shape[2:], dtype=float)        # fans computed inline, as floats
+    fan = shape[1] * receptive if mode == "fan_in" else shape[0] * receptive
+    gain = {"relu": math.sqrt(2), "tanh": 5 / 3, "linear": 1.0, "sigmoid": 1.0}.get(
+        nonlinearity, math.sqrt(2 / (1 + a * a)))
+    gen = np.random.default_rng(rng)
+    return (gain / np.sqrt(fan) * gen.normal(size=shape)).astype(dtype)
+"""
+
+
+def test_init_model_answers_pass():
+    ns = namespace(INIT, answers=("answer_leaky_he_var_answer",))
+    for cell in (*INIT_CELLS, "answer_leaky_he_var"):
+        run(INIT, cell, ns)
+
+
+@pytest.mark.parametrize("wrong", [WRONG_FANS, WRONG_GAIN])
+def test_initializers_are_not_charged_for_fans_or_gain(wrong):
+    ns = namespace(INIT)
+    swap(ns, wrong)
+    own = ns["fans"], ns["calculate_gain"]
+    for cell in INIT_CELLS[2:]:
+        run(INIT, cell, ns)
+    assert (ns["fans"], ns["calculate_gain"]) == own, "the stand-ins must be undone after the cell"
+
+
+def test_gain_default_slope_is_named():
+    ns = namespace(INIT)
+    swap(ns, GAIN_NO_DEFAULT_SLOPE)
+    fails(INIT, "calculate_gain", ns, "default negative slope is 0.01")
+
+
+def test_one_plus_a_is_named():
+    ns = namespace(INIT)
+    swap(ns, GAIN_ONE_PLUS_A)
+    fails(INIT, "calculate_gain", ns, "1 + a^2")
+    ns = namespace(INIT)
+    ns["answer_leaky_he_var"] = 2 / ((1 + 0.25) * 400)
+    fails(INIT, "answer_leaky_he_var", ns, "1 + a^2")
+
+
+def test_uniform_bound_too_small_is_not_called_one_sided():
+    ns = namespace(INIT)
+    swap(ns, XAVIER_UNIFORM_SQRT3)
+    message = fails(INIT, "xavier_uniform", ns, "too small", "3 where 6 belongs")
+    assert "from 0 to b" not in message
+    ns = namespace(INIT)
+    swap(ns, XAVIER_UNIFORM_ONE_SIDED)
+    fails(INIT, "xavier_uniform", ns, "from 0 to b")
+
+
+def test_unknown_mode_must_raise():
+    ns = namespace(INIT)
+    swap(ns, KAIMING_NO_MODE_CHECK)
+    fails(INIT, "kaiming_normal", ns, "should raise ValueError")
+
+
+def test_inline_float_fans_pass():
+    ns = namespace(INIT)
+    swap(ns, KAIMING_INLINE_FLOAT64_FANS)
+    run(INIT, "kaiming_normal", ns)

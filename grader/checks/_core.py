@@ -37,6 +37,7 @@ from grader.checks import CheckFailed
 __all__ = [
     "SHAPES", "DEFAULT_TOL", "specs", "rng", "call", "as_array", "compare", "diagnose",
     "check_number", "guard", "resolve", "refusing", "is_class", "type_name", "patched_global", "construct",
+    "where_said",
 ]
 
 #: Shapes that catch hard-coded sizes, axis mix-ups and broadcasting by accident.
@@ -58,7 +59,7 @@ def rng(*key: object) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-def _where(exc: BaseException) -> str:
+def where_said(exc: BaseException) -> str:
     """' (line 3: `return x / 0`)' for the innermost frame of the student's own code (said by
     the kernel for an exception that came from there)."""
     return exc.where if isinstance(getattr(exc, "where", None), str) else where(exc)
@@ -83,7 +84,7 @@ def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool =
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit too: the student's code must not end the kernel
-        raise CheckFailed(f"{what} raised {type(exc).__name__}: {exc}{_where(exc)}") from None
+        raise CheckFailed(f"{what} raised {type(exc).__name__}: {exc}{where_said(exc)}") from None
     if inputs_unchanged:
         for i, (a, c) in enumerate(zip(args, copies)):
             if isinstance(a, np.ndarray) and not np.array_equal(a, c, equal_nan=True):
