@@ -625,3 +625,27 @@ def test_jacobian_passes_wrong(value: Any, match: str) -> None:
 def test_messages_do_not_reveal_expected_values() -> None:
     msg = fails(C.check_answer_fd_evals, 12345, match="not correct")
     assert "159020" not in msg
+
+
+def test_backward_that_visits_a_node_before_all_its_users_fails() -> None:
+    """Breadth-first from the root sends e = exp(x) on before the long chain to it has arrived:
+    only the diamond-plus-chain graph, with paths of 4 and 8 nodes to e, catches it."""
+    nb = notebook("""
+        def backward(root):
+            seen, queue = {id(root)}, [root]
+            for node in queue:                    # breadth-first: not a topological order
+                node.grad = None
+                for p in node.parents:
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        queue.append(p)
+            root.grad = np.ones_like(root.value)
+            for node in queue:
+                if node.fn is None or node.grad is None:
+                    continue
+                vals = [getattr(a, "value", a) for a in node.args]
+                for arg, g in zip(node.args, node.fn.vjp(node.grad, *vals)):
+                    if isinstance(arg, Node):
+                        arg.grad = g if arg.grad is None else arg.grad + g
+    """)
+    fails(C.check_backward, nb["backward"], nb["Node"], match="t5 = 0.9")

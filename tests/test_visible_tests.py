@@ -259,3 +259,121 @@ def test_inline_float_fans_pass():
     ns = namespace(INIT)
     swap(ns, KAIMING_INLINE_FLOAT64_FANS)
     run(INIT, "kaiming_normal", ns)
+
+
+# -- 01_autodiff ---------------------------------------------------------------------------------
+
+AD = "01_autodiff"
+AD_ANSWERS = ("answers_code",)
+
+WRONG_VJPS = """
+def vjp_add(g, a, b):
+    return g, 0 * g
+def vjp_mul(g, a, b):
+    return g * a, g * b
+add.vjp, mul.vjp = vjp_add, vjp_mul
+def topological_order(root):
+    return [root]
+"""
+BACKWARD_IN_PLACE = """
+def backward(root):
+    order = topological_order(root)
+    for node in order:
+        node.grad = None
+    root.grad = np.ones_like(root.value)
+    for node in order:
+        if node.fn is None:
+            continue
+        values = [a.value if isinstance(a, Node) else a for a in node.args]
+        for arg, g in zip(node.args, node.fn.vjp(node.grad, *values)):
+            if isinstance(arg, Node):
+                if arg.grad is None:
+                    arg.grad = g
+                else:
+                    arg.grad += g
+"""
+BACKWARD_LEAVES_ONLY = """
+_right_backward = backward
+def backward(root):
+    _right_backward(root)
+    for node in topological_order(root):
+        if node.parents:
+            node.grad = None
+"""
+BACKWARD_PARENTS = """
+def backward(root):
+    order = topological_order(root)
+    for node in order:
+        node.grad = None
+    root.grad = np.ones_like(root.value)
+    for node in order:
+        if node.fn is None:
+            continue
+        values = [a.value if isinstance(a, Node) else a for a in node.args]
+        for arg, g in zip(node.parents, node.fn.vjp(node.grad, *values)):
+            arg.grad = g if arg.grad is None else arg.grad + g
+"""
+BACKWARD_RECURSIVE_DICT = """
+def backward(root):
+    grads = {id(root): np.ones_like(root.value)}
+    for node in topological_order(root):
+        node.grad = grads.get(id(node))
+        if node.fn is None:
+            continue
+        values = [a.value if isinstance(a, Node) else a for a in node.args]
+        for arg, g in zip(node.args, node.fn.vjp(node.grad, *values)):
+            if isinstance(arg, Node):
+                grads[id(arg)] = grads[id(arg)] + g if id(arg) in grads else g
+"""
+FORWARD_DIFFERENCES = """
+def numerical_gradient(f, x, eps=1e-6):
+    x = np.array(x, dtype=np.float64)
+    f0, grad = f(x), np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        grad[i] = (f(x) - f0) / eps
+        x[i] = old
+    return grad
+"""
+
+
+def test_autodiff_model_answers_pass():
+    ns = namespace(AD, answers=AD_ANSWERS)
+    for cell in ("numerical_gradient", "backward", "answer_fd_evals"):
+        run(AD, cell, ns)
+
+
+def test_backward_is_not_charged_for_vjps_or_order():
+    ns = namespace(AD, answers=AD_ANSWERS)
+    swap(ns, WRONG_VJPS)
+    run(AD, "backward", ns)
+    assert ns["topological_order"].__name__ == "topological_order" and ns["topological_order"](1) == [1]
+
+
+@pytest.mark.parametrize("wrong, needles", [
+    (BACKWARD_IN_PLACE, ["one array", "a.grad = a.grad + g"]),
+    (BACKWARD_LEAVES_ONLY, ["is None", "intermediate ones too"]),
+    (BACKWARD_PARENTS, ["node.args, not node.parents"]),
+])
+def test_backward_mistakes_are_named(wrong, needles):
+    ns = namespace(AD, answers=AD_ANSWERS)
+    swap(ns, wrong)
+    fails(AD, "backward", ns, *needles)
+
+
+def test_backward_alternative_passes():
+    ns = namespace(AD, answers=AD_ANSWERS)
+    swap(ns, BACKWARD_RECURSIVE_DICT)
+    run(AD, "backward", ns)
+
+
+def test_forward_differences_and_d_plus_one_are_named():
+    ns = namespace(AD, answers=AD_ANSWERS)
+    swap(ns, FORWARD_DIFFERENCES)
+    fails(AD, "numerical_gradient", ns, "one-sided (forward)")
+    ns = namespace(AD, answers=AD_ANSWERS)
+    ns["answer_fd_evals"] = 784 * 100 + 100 + 100 * 10 + 10 + 1
+    fails(AD, "answer_fd_evals", ns, "one-sided (forward)")
+    ns["answer_fd_evals"] = 2.0 * (784 * 100 + 100 + 100 * 10 + 10)
+    run(AD, "answer_fd_evals", ns)
