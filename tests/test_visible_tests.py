@@ -377,3 +377,140 @@ def test_forward_differences_and_d_plus_one_are_named():
     fails(AD, "answer_fd_evals", ns, "one-sided (forward)")
     ns["answer_fd_evals"] = 2.0 * (784 * 100 + 100 + 100 * 10 + 10)
     run(AD, "answer_fd_evals", ns)
+
+
+# -- 04_batchnorm -------------------------------------------------------------------------------
+
+BN = "04_batchnorm"
+BN_CELLS = ("batchnorm_forward", "batchnorm_backward_graph", "batchnorm_backward", "update_running_stats",
+            "fold_batchnorm")
+
+BN_BACKWARD_NO_MEAN_TERM = """
+def {name}(dy, x, gamma, mean, var, eps=1e-5):
+    n = x.shape[0]
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv_std
+    dbeta, dgamma = dy.sum(axis=0), (dy * xhat).sum(axis=0)
+    return (gamma * inv_std / n) * (n * dy - xhat * dgamma), dgamma, dbeta
+"""
+BN_BACKWARD_NO_VARIANCE_TERM = """
+def {name}(dy, x, gamma, mean, var, eps=1e-5):
+    n = x.shape[0]
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv_std
+    dbeta, dgamma = dy.sum(axis=0), (dy * xhat).sum(axis=0)
+    return (gamma * inv_std / n) * (n * dy - dbeta), dgamma, dbeta
+"""
+BN_BACKWARD_IN_PLACE = """
+def {name}(dy, x, gamma, mean, var, eps=1e-5):
+    n = x.shape[0]
+    x -= mean                                    # in place: the caller's x changes
+    x *= 1 / np.sqrt(var + eps)
+    dbeta, dgamma = dy.sum(axis=0), (dy * x).sum(axis=0)
+    return (gamma / np.sqrt(var + eps) / n) * (n * dy - dbeta - x * dgamma), dgamma, dbeta
+"""
+BN_BACKWARD_LOOPED = """
+def {name}(dy, x, gamma, mean, var, eps=1e-5):
+    n, d = x.shape
+    dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
+    for j in range(d):                                        # one feature at a time
+        s = np.sqrt(var[j] + eps)
+        xhat = (x[:, j] - mean[j]) / s
+        dbeta[j], dgamma[j] = dy[:, j].sum(), (dy[:, j] * xhat).sum()
+        dx[:, j] = gamma[j] / (n * s) * (n * dy[:, j] - dbeta[j] - xhat * dgamma[j])
+    return dx, dgamma, dbeta
+"""
+RUNNING_KERAS = """
+def update_running_stats(running_mean, running_var, mean, var, n, momentum=0.1):
+    return (momentum * running_mean + (1 - momentum) * mean,
+            momentum * running_var + (1 - momentum) * var * n / (n - 1))
+"""
+RUNNING_MOMENTUM_ZERO_AS_DEFAULT = """
+def update_running_stats(running_mean, running_var, mean, var, n, momentum=0.1):
+    momentum = momentum or 0.1
+    return ((1 - momentum) * running_mean + momentum * mean,
+            (1 - momentum) * running_var + momentum * var * n / (n - 1))
+"""
+
+
+def test_bn_model_answers_pass():
+    ns = namespace(BN)
+    for cell in BN_CELLS:
+        run(BN, cell, ns)
+
+
+@pytest.mark.parametrize("name", ["batchnorm_backward_graph", "batchnorm_backward"])
+@pytest.mark.parametrize("wrong, needles", [
+    (BN_BACKWARD_NO_MEAN_TERM, ["dy = 1", "term through the mean"]),
+    (BN_BACKWARD_NO_VARIANCE_TERM, ["dy = xhat", "term through the variance"]),
+    (BN_BACKWARD_IN_PLACE, ["changed its argument 2 in place"]),
+])
+def test_bn_backward_mistakes_name_the_term(name, wrong, needles):
+    """The assert that names the missing term runs before the one that only counts wrong values."""
+    ns = namespace(BN)
+    swap(ns, wrong.format(name=name))
+    fails(BN, name, ns, *needles)
+
+
+@pytest.mark.parametrize("name", ["batchnorm_backward_graph", "batchnorm_backward"])
+def test_bn_backward_looped_and_float32_pass(name):
+    ns = namespace(BN)
+    swap(ns, BN_BACKWARD_LOOPED.format(name=name))
+    run(BN, name, ns)
+
+
+def test_running_stats_mistakes_are_named():
+    ns = namespace(BN)
+    swap(ns, RUNNING_KERAS)
+    fails(BN, "update_running_stats", ns, "weight of the NEW batch", "Keras")
+    ns = namespace(BN)
+    swap(ns, RUNNING_MOMENTUM_ZERO_AS_DEFAULT)
+    fails(BN, "update_running_stats", ns, "momentum=0.0")
+
+
+# -- 05_regularization ---------------------------------------------------------------------------
+
+REG = "05_regularization"
+
+WRONG_MASK = """
+def dropout_mask(u, p, *, mode="inverted"):
+    return (u < p).astype(u.dtype)               # keeps with probability p, no rescaling
+"""
+L2_HALF = """
+def l2_penalty(w, lam):
+    return lam * float(np.sum(w * w)), lam * w
+"""
+L2_FROBENIUS_FLOAT32 = """
+def l2_penalty(w, lam):
+    return lam * float(np.linalg.norm(w) ** 2), (2 * lam) * w
+"""
+
+
+def test_reg_model_answers_pass():
+    ns = namespace(REG, answers=("weight_decay_answer",))
+    for cell in ("dropout_mask", "dropout", "l2_penalty", "weight_decay"):
+        run(REG, cell, ns)
+
+
+def test_dropout_is_not_charged_for_the_mask():
+    ns = namespace(REG)
+    swap(ns, WRONG_MASK)
+    fails(REG, "dropout_mask", ns)
+    own = ns["dropout_mask"]
+    run(REG, "dropout", ns)
+    assert ns["dropout_mask"] is own
+
+
+def test_l2_penalty_mistake_and_alternative():
+    ns = namespace(REG)
+    swap(ns, L2_HALF)
+    fails(REG, "l2_penalty", ns, "(lam / 2) ||w||^2")
+    ns = namespace(REG)
+    swap(ns, L2_FROBENIUS_FLOAT32)
+    run(REG, "l2_penalty", ns)
+
+
+def test_weight_decay_equal_to_lambda_is_named():
+    ns = namespace(REG)
+    ns["answer_weight_decay"] = 5e-4
+    fails(REG, "weight_decay", ns, "weight_decay = lam")
