@@ -6,6 +6,7 @@ The notebook's given code (Node, Op, the seven operations) and its solution cell
 solutions/01_autodiff/autodiff.ipynb and run in a fresh namespace per test, as in a kernel."""
 from __future__ import annotations
 
+import linecache
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -649,3 +650,37 @@ def test_backward_that_visits_a_node_before_all_its_users_fails() -> None:
                         arg.grad = g if arg.grad is None else arg.grad + g
     """)
     fails(C.check_backward, nb["backward"], nb["Node"], match="t5 = 0.9")
+
+
+def test_a_failure_of_what_the_check_handed_over_keeps_the_students_line() -> None:
+    """f refuses an array of the wrong shape; the message says which line of the student's
+    numerical_gradient called it, as for any other error raised from their code."""
+    src = textwrap.dedent("""
+        def numerical_gradient(f, x, eps=1e-6):
+            x = np.array(x, dtype=np.float64)
+            grad = np.zeros_like(x)
+            for i in np.ndindex(x.shape):
+                e = np.zeros_like(x)
+                e[i] = eps
+                grad[i] = (f((x + e).ravel()) - f((x - e).ravel())) / (2 * eps)
+            return grad
+    """)
+    name = "<ipython-input-7-student>"                     # IPython keeps a cell's source here
+    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+    nb = notebook()
+    exec(compile(src, name, "exec"), nb)
+    message = fails(C.check_numerical_gradient, nb["numerical_gradient"], match="shaped like x")
+    assert "(line 8: `grad[i] = (f((x + e).ravel())" in message, message
+
+
+def test_a_none_gradient_is_reported_as_none() -> None:
+    nb = notebook("""
+        def vjp_exp(g, a):
+            (g * np.exp(a),)
+    """)
+    fails(C.check_vjp_exp, nb["vjp_exp"], match="returned a value of type NoneType")
+    nb = notebook("""
+        def vjp_exp(g, a):
+            return (None,)
+    """)
+    fails(C.check_vjp_exp, nb["vjp_exp"], match=r"returned None \(a missing `return`")

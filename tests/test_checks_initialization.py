@@ -556,3 +556,9 @@ def test_unknown_mode_must_raise_value_error():
             raise KeyError(mode)
         return normal_init(he_var)(shape, rng, a=a, mode=mode, nonlinearity=nonlinearity, dtype=dtype)
     fails(chk.check_kaiming_normal, g, "raised KeyError", "line ")
+
+
+def test_a_uniform_bound_too_small_is_named_not_called_one_sided():
+    message = fails(chk.check_xavier_uniform,
+                    uniform_init(lambda shape, gain=1.0: xavier_var(shape, gain) / 2), "sqrt(3/(fan_in + fan_out))")
+    assert "[0, a]" not in message

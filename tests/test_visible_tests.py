@@ -514,3 +514,54 @@ def test_weight_decay_equal_to_lambda_is_named():
     ns = namespace(REG)
     ns["answer_weight_decay"] = 5e-4
     fails(REG, "weight_decay", ns, "weight_decay = lam")
+
+
+# -- course.testing: the shared helpers --------------------------------------------------------------
+
+def test_none_is_reported_as_none():
+    from course.testing import assert_close, assert_shape
+    for check in (lambda: assert_close(None, 1.0, what="b.grad"), lambda: assert_shape(None, (2,), what="b.grad")):
+        with pytest.raises(AssertionError, match=r"b.grad: got None, expected numbers") as info:
+            check()
+        assert "dtype object" not in str(info.value)
+
+
+def test_assert_pure_returns_the_result_and_names_what_was_written():
+    import numpy as np
+
+    from course.testing import assert_pure
+    p, state = np.ones(3), {"m": np.zeros(3)}
+    assert assert_pure(lambda p, s: (p + 1, dict(s)), p, state)[0].tolist() == [2.0, 2.0, 2.0]
+
+    def writes_state(p, s):
+        s["m"] += 1
+        return p, s
+    with pytest.raises(AssertionError, match=r"changed state\['m'\] in place"):
+        assert_pure(writes_state, p, state)
+    with pytest.raises(AssertionError, match="added or removed keys"):
+        assert_pure(lambda p, s: s.update(t=1), p, {})
+
+
+def test_stand_in_restores_and_answering_refuses_unknown_calls():
+    from course.testing import answering, stand_in
+    ns = {"fans": "own"}
+    table = answering("fans", {(2, 3): (3, 2)}, key=lambda shape: tuple(shape))
+    with pytest.raises(RuntimeError), stand_in(ns, fans=table, calculate_gain=abs):
+        assert ns["fans"]([2, 3]) == (3, 2)
+        with pytest.raises(AssertionError, match=r"stand-in for fans knows the answers for \[\(2, 3\)\] only"):
+            ns["fans"]((4, 5))
+        raise RuntimeError("the block fails: the names are restored all the same")
+    assert ns == {"fans": "own"}
+
+
+def test_assert_uniform_bound_tells_the_mistakes_apart():
+    import numpy as np
+
+    from course.testing import assert_uniform_bound
+    gen = np.random.default_rng(0)
+    assert_uniform_bound(gen.uniform(-2, 2, 10_000), 2.0, what="w")
+    for draws, needle in ((gen.uniform(0, 2, 10_000), "from 0 to b"), (gen.uniform(-3, 3, 10_000), "outside"),
+                          (gen.uniform(-2 / 2 ** 0.5, 2 / 2 ** 0.5, 10_000), "3 where 6 belongs"),
+                          (gen.uniform(-1, 1, 10_000), "too small")):
+        with pytest.raises(AssertionError, match=needle):
+            assert_uniform_bound(draws, 2.0, what="w")

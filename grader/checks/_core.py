@@ -69,16 +69,21 @@ def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool =
          **kwargs: Any) -> Any:
     """Call the student's ``fn`` on copies of the array arguments and return its result.
 
-    Any exception becomes a :class:`CheckFailed` naming the call and the student's line; a
-    function that writes into its input arrays fails when ``inputs_unchanged``.
+    Any exception becomes a :class:`CheckFailed` naming the call and the student's line (a
+    failure of something the check handed over, such as ``f`` or a refused library function,
+    gets the line of the student's code that called it); a function that writes into its input
+    arrays fails when ``inputs_unchanged``.
     """
     if not callable(fn):
         raise CheckFailed(f"{what}: expected a function, got {type_name(fn)}.")
     copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     try:
         out = fn(*copies, **kwargs)
-    except CheckFailed:
-        raise
+    except CheckFailed as exc:
+        said = where_said(exc)
+        if not said or "(line " in str(exc):
+            raise
+        raise CheckFailed(f"{exc}{said}") from None
     except NotImplementedError:
         raise CheckFailed(f"{what} is not implemented yet (it raised NotImplementedError).") from None
     except KeyboardInterrupt:
@@ -107,6 +112,9 @@ def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None,
     (lists, Tensors, ndarray subclasses, objects that claim to equal everything) fails with a
     message saying what to return.
     """
+    if value is None:
+        raise CheckFailed(f"{what} returned None (a missing `return`, or a value never set?); "
+                          "expected a NumPy array.")
     if type(value) is not np.ndarray and not _plain_number(value):
         hint = " (a Tensor: return its .data array)" if type_name(value) == "Tensor" or hasattr(value, "requires_grad") else ""
         if isinstance(value, np.ndarray) or (isinstance(value, Remote) and hasattr(value, "dtype")):
