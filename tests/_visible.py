@@ -51,9 +51,12 @@ def visible(assignment: str, grade_id: str) -> str:
     return "\n".join(split_hidden(cell.source)[0])
 
 
-def swap(ns: dict[str, Any], source: str) -> None:
-    """Define the functions of ``source`` in ``ns`` (their globals are the notebook's)."""
+def answered(assignment: str, source: str, *, answers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """:func:`namespace` with the functions of ``source`` (a student's answer) defined on top,
+    their globals the notebook's."""
+    ns = namespace(assignment, answers=answers)
     exec(compile(textwrap.dedent(source), "<answer>", "exec"), ns)
+    return ns
 
 
 def run(assignment: str, grade_id: str, ns: dict[str, Any]) -> None:

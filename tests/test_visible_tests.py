@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from _visible import fails, namespace, run, swap
+from _visible import answered, fails, namespace, run
 
 OPT = "02_optimizers"
 
@@ -66,80 +66,24 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, nesterov=Fa
     return new_param, new_state
 """
 
-ADAM_NO_BIAS_CORRECTION = """
+ADAM = """
 def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
     beta1, beta2 = betas
     t = state.get("step", 0) + 1
     g = grad + weight_decay * param
     m = beta1 * state.get("exp_avg", np.zeros_like(param)) + (1 - beta1) * g
     v = beta2 * state.get("exp_avg_sq", np.zeros_like(param)) + (1 - beta2) * g * g
-    return param - lr * m / (np.sqrt(v) + eps), {**state, "step": t, "exp_avg": m, "exp_avg_sq": v}
+    return param - {step}, {{**state, "step": t, "exp_avg": m, "exp_avg_sq": v}}
 """
-
-ADAM_TORCH_FORM = """
-def adam_step(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-    beta1, beta2 = betas
-    t = state.get("step", 0) + 1
-    g = grad + weight_decay * param
-    m = beta1 * state.get("exp_avg", np.zeros_like(param)) + (1 - beta1) * g
-    v = beta2 * state.get("exp_avg_sq", np.zeros_like(param)) + (1 - beta2) * g * g
-    step_size = lr / (1 - beta1 ** t)                       # torch.optim.Adam's arrangement
-    denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
-    return param - step_size * m / denom, {**state, "step": t, "exp_avg": m, "exp_avg_sq": v}
-"""
+ADAM_NO_BIAS_CORRECTION = ADAM.format(step="lr * m / (np.sqrt(v) + eps)")
+ADAM_TORCH_FORM = ADAM.format(  # torch.optim.Adam's arrangement of the same formula
+    step="lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps)")
 
 
 def test_sgd_model_answer_passes():
     ns = namespace(OPT)
     for cell in ("sgd_step", "sgd_nesterov", "adagrad_step", "rmsprop_step", "adam_step", "newton_step"):
         run(OPT, cell, ns)
-
-
-def test_sgd_buffer_started_at_zero_is_named():
-    ns = namespace(OPT)
-    swap(ns, SGD_BUFFER_FROM_ZERO)
-    fails(OPT, "sgd_step", ns, "started at 0", "first gradient")
-
-
-def test_in_place_update_is_named_in_place():
-    ns = namespace(OPT)
-    swap(ns, SGD_IN_PLACE)
-    fails(OPT, "sgd_step", ns, "in place", "argument 1")
-
-
-def test_nesterov_mistakes_are_named():
-    ns = namespace(OPT)
-    swap(ns, NESTEROV_NO_LOOKAHEAD)
-    fails(OPT, "sgd_nesterov", ns, "plain momentum")
-    ns = namespace(OPT)
-    swap(ns, NESTEROV_OLD_BUFFER)
-    fails(OPT, "sgd_nesterov", ns, "from before the update")
-
-
-def test_nesterov_is_not_charged_for_the_buffer_rule():
-    """A wrong first buffer fails sgd_step, not sgd_nesterov."""
-    ns = namespace(OPT)
-    swap(ns, SGD_BUFFER_FROM_ZERO)
-    run(OPT, "sgd_nesterov", ns)
-
-
-def test_looped_sgd_passes_both_cells():
-    ns = namespace(OPT)
-    swap(ns, SGD_LOOPED_NESTEROV)
-    run(OPT, "sgd_step", ns)
-    run(OPT, "sgd_nesterov", ns)
-
-
-def test_adam_without_bias_correction_is_named():
-    ns = namespace(OPT)
-    swap(ns, ADAM_NO_BIAS_CORRECTION)
-    fails(OPT, "adam_step", ns, "without bias correction")
-
-
-def test_adam_in_torch_arrangement_passes():
-    ns = namespace(OPT)
-    swap(ns, ADAM_TORCH_FORM)
-    run(OPT, "adam_step", ns)
 
 
 @pytest.mark.parametrize("value, ok", [(3 + 2 * 2 ** 0.5, True), (1 / (3 + 2 * 2 ** 0.5), False)])
@@ -216,49 +160,25 @@ def test_init_model_answers_pass():
 
 @pytest.mark.parametrize("wrong", [WRONG_FANS, WRONG_GAIN])
 def test_initializers_are_not_charged_for_fans_or_gain(wrong):
-    ns = namespace(INIT)
-    swap(ns, wrong)
+    ns = answered(INIT, wrong)
     own = ns["fans"], ns["calculate_gain"]
     for cell in INIT_CELLS[2:]:
         run(INIT, cell, ns)
     assert (ns["fans"], ns["calculate_gain"]) == own, "the stand-ins must be undone after the cell"
 
 
-def test_gain_default_slope_is_named():
-    ns = namespace(INIT)
-    swap(ns, GAIN_NO_DEFAULT_SLOPE)
-    fails(INIT, "calculate_gain", ns, "default negative slope is 0.01")
-
-
-def test_one_plus_a_is_named():
-    ns = namespace(INIT)
-    swap(ns, GAIN_ONE_PLUS_A)
-    fails(INIT, "calculate_gain", ns, "1 + a^2")
+def test_leaky_he_variance_with_one_plus_a_is_named():
     ns = namespace(INIT)
     ns["answer_leaky_he_var"] = 2 / ((1 + 0.25) * 400)
     fails(INIT, "answer_leaky_he_var", ns, "1 + a^2")
 
 
 def test_uniform_bound_too_small_is_not_called_one_sided():
-    ns = namespace(INIT)
-    swap(ns, XAVIER_UNIFORM_SQRT3)
+    ns = answered(INIT, XAVIER_UNIFORM_SQRT3)
     message = fails(INIT, "xavier_uniform", ns, "too small", "3 where 6 belongs")
     assert "from 0 to b" not in message
-    ns = namespace(INIT)
-    swap(ns, XAVIER_UNIFORM_ONE_SIDED)
+    ns = answered(INIT, XAVIER_UNIFORM_ONE_SIDED)
     fails(INIT, "xavier_uniform", ns, "from 0 to b")
-
-
-def test_unknown_mode_must_raise():
-    ns = namespace(INIT)
-    swap(ns, KAIMING_NO_MODE_CHECK)
-    fails(INIT, "kaiming_normal", ns, "should raise ValueError")
-
-
-def test_inline_float_fans_pass():
-    ns = namespace(INIT)
-    swap(ns, KAIMING_INLINE_FLOAT64_FANS)
-    run(INIT, "kaiming_normal", ns)
 
 
 # -- 01_autodiff ---------------------------------------------------------------------------------
@@ -275,23 +195,21 @@ add.vjp, mul.vjp = vjp_add, vjp_mul
 def topological_order(root):
     return [root]
 """
-BACKWARD_IN_PLACE = """
+BACKWARD = """
 def backward(root):
     order = topological_order(root)
     for node in order:
         node.grad = None
     root.grad = np.ones_like(root.value)
     for node in order:
-        if node.fn is None:
-            continue
-        values = [a.value if isinstance(a, Node) else a for a in node.args]
-        for arg, g in zip(node.args, node.fn.vjp(node.grad, *values)):
-            if isinstance(arg, Node):
-                if arg.grad is None:
-                    arg.grad = g
-                else:
-                    arg.grad += g
+        if node.fn is not None:
+            values = [a.value if isinstance(a, Node) else a for a in node.args]
+            for arg, g in zip(node.{pair}, node.fn.vjp(node.grad, *values)):
+                if isinstance(arg, Node):
+                    arg.grad = g if arg.grad is None else {accumulate}
 """
+BACKWARD_IN_PLACE = BACKWARD.format(pair="args", accumulate="arg.grad.__iadd__(g)")    # a.grad += g
+BACKWARD_PARENTS = BACKWARD.format(pair="parents", accumulate="arg.grad + g")
 BACKWARD_LEAVES_ONLY = """
 _right_backward = backward
 def backward(root):
@@ -299,19 +217,6 @@ def backward(root):
     for node in topological_order(root):
         if node.parents:
             node.grad = None
-"""
-BACKWARD_PARENTS = """
-def backward(root):
-    order = topological_order(root)
-    for node in order:
-        node.grad = None
-    root.grad = np.ones_like(root.value)
-    for node in order:
-        if node.fn is None:
-            continue
-        values = [a.value if isinstance(a, Node) else a for a in node.args]
-        for arg, g in zip(node.parents, node.fn.vjp(node.grad, *values)):
-            arg.grad = g if arg.grad is None else arg.grad + g
 """
 BACKWARD_RECURSIVE_DICT = """
 def backward(root):
@@ -345,8 +250,7 @@ def test_autodiff_model_answers_pass():
 
 
 def test_backward_is_not_charged_for_vjps_or_order():
-    ns = namespace(AD, answers=AD_ANSWERS)
-    swap(ns, WRONG_VJPS)
+    ns = answered(AD, WRONG_VJPS, answers=AD_ANSWERS)
     run(AD, "backward", ns)
     assert ns["topological_order"].__name__ == "topological_order" and ns["topological_order"](1) == [1]
 
@@ -357,20 +261,17 @@ def test_backward_is_not_charged_for_vjps_or_order():
     (BACKWARD_PARENTS, ["node.args, not node.parents"]),
 ])
 def test_backward_mistakes_are_named(wrong, needles):
-    ns = namespace(AD, answers=AD_ANSWERS)
-    swap(ns, wrong)
+    ns = answered(AD, wrong, answers=AD_ANSWERS)
     fails(AD, "backward", ns, *needles)
 
 
 def test_backward_alternative_passes():
-    ns = namespace(AD, answers=AD_ANSWERS)
-    swap(ns, BACKWARD_RECURSIVE_DICT)
+    ns = answered(AD, BACKWARD_RECURSIVE_DICT, answers=AD_ANSWERS)
     run(AD, "backward", ns)
 
 
 def test_forward_differences_and_d_plus_one_are_named():
-    ns = namespace(AD, answers=AD_ANSWERS)
-    swap(ns, FORWARD_DIFFERENCES)
+    ns = answered(AD, FORWARD_DIFFERENCES, answers=AD_ANSWERS)
     fails(AD, "numerical_gradient", ns, "one-sided (forward)")
     ns = namespace(AD, answers=AD_ANSWERS)
     ns["answer_fd_evals"] = 784 * 100 + 100 + 100 * 10 + 10 + 1
@@ -385,22 +286,16 @@ BN = "04_batchnorm"
 BN_CELLS = ("batchnorm_forward", "batchnorm_backward_graph", "batchnorm_backward", "update_running_stats",
             "fold_batchnorm")
 
-BN_BACKWARD_NO_MEAN_TERM = """
-def {name}(dy, x, gamma, mean, var, eps=1e-5):
+BN_BACKWARD = """
+def {{name}}(dy, x, gamma, mean, var, eps=1e-5):
     n = x.shape[0]
     inv_std = 1 / np.sqrt(var + eps)
     xhat = (x - mean) * inv_std
     dbeta, dgamma = dy.sum(axis=0), (dy * xhat).sum(axis=0)
-    return (gamma * inv_std / n) * (n * dy - xhat * dgamma), dgamma, dbeta
+    return (gamma * inv_std / n) * ({inner}), dgamma, dbeta
 """
-BN_BACKWARD_NO_VARIANCE_TERM = """
-def {name}(dy, x, gamma, mean, var, eps=1e-5):
-    n = x.shape[0]
-    inv_std = 1 / np.sqrt(var + eps)
-    xhat = (x - mean) * inv_std
-    dbeta, dgamma = dy.sum(axis=0), (dy * xhat).sum(axis=0)
-    return (gamma * inv_std / n) * (n * dy - dbeta), dgamma, dbeta
-"""
+BN_BACKWARD_NO_MEAN_TERM = BN_BACKWARD.format(inner="n * dy - xhat * dgamma")
+BN_BACKWARD_NO_VARIANCE_TERM = BN_BACKWARD.format(inner="n * dy - dbeta")
 BN_BACKWARD_IN_PLACE = """
 def {name}(dy, x, gamma, mean, var, eps=1e-5):
     n = x.shape[0]
@@ -447,25 +342,14 @@ def test_bn_model_answers_pass():
 ])
 def test_bn_backward_mistakes_name_the_term(name, wrong, needles):
     """The assert that names the missing term runs before the one that only counts wrong values."""
-    ns = namespace(BN)
-    swap(ns, wrong.format(name=name))
+    ns = answered(BN, wrong.format(name=name))
     fails(BN, name, ns, *needles)
 
 
 @pytest.mark.parametrize("name", ["batchnorm_backward_graph", "batchnorm_backward"])
 def test_bn_backward_looped_and_float32_pass(name):
-    ns = namespace(BN)
-    swap(ns, BN_BACKWARD_LOOPED.format(name=name))
+    ns = answered(BN, BN_BACKWARD_LOOPED.format(name=name))
     run(BN, name, ns)
-
-
-def test_running_stats_mistakes_are_named():
-    ns = namespace(BN)
-    swap(ns, RUNNING_KERAS)
-    fails(BN, "update_running_stats", ns, "weight of the NEW batch", "Keras")
-    ns = namespace(BN)
-    swap(ns, RUNNING_MOMENTUM_ZERO_AS_DEFAULT)
-    fails(BN, "update_running_stats", ns, "momentum=0.0")
 
 
 # -- 05_regularization ---------------------------------------------------------------------------
@@ -493,21 +377,11 @@ def test_reg_model_answers_pass():
 
 
 def test_dropout_is_not_charged_for_the_mask():
-    ns = namespace(REG)
-    swap(ns, WRONG_MASK)
+    ns = answered(REG, WRONG_MASK)
     fails(REG, "dropout_mask", ns)
     own = ns["dropout_mask"]
     run(REG, "dropout", ns)
-    assert ns["dropout_mask"] is own
-
-
-def test_l2_penalty_mistake_and_alternative():
-    ns = namespace(REG)
-    swap(ns, L2_HALF)
-    fails(REG, "l2_penalty", ns, "(lam / 2) ||w||^2")
-    ns = namespace(REG)
-    swap(ns, L2_FROBENIUS_FLOAT32)
-    run(REG, "l2_penalty", ns)
+    assert ns["dropout_mask"] is own, "the stand-in must be undone after the cell"
 
 
 def test_weight_decay_equal_to_lambda_is_named():
@@ -565,3 +439,33 @@ def test_assert_uniform_bound_tells_the_mistakes_apart():
                           (gen.uniform(-1, 1, 10_000), "too small")):
         with pytest.raises(AssertionError, match=needle):
             assert_uniform_bound(draws, 2.0, what="w")
+
+
+# -- one answer, one cell: named mistakes (needles) and correct alternatives (None) -------------
+
+@pytest.mark.parametrize("assignment, answer, cell, needles", [
+    pytest.param(OPT, SGD_BUFFER_FROM_ZERO, "sgd_step", ("started at 0", "first gradient"), id="sgd_buffer_started_at_zero_is_named"),
+    pytest.param(OPT, SGD_IN_PLACE, "sgd_step", ("in place", "argument 1"), id="in_place_update_is_named_in_place"),
+    pytest.param(OPT, NESTEROV_NO_LOOKAHEAD, "sgd_nesterov", ("plain momentum",), id="nesterov_without_look_ahead"),
+    pytest.param(OPT, NESTEROV_OLD_BUFFER, "sgd_nesterov", ("from before the update",), id="nesterov_old_buffer"),
+    pytest.param(OPT, SGD_BUFFER_FROM_ZERO, "sgd_nesterov", None, id="nesterov_is_not_charged_for_the_buffer_rule"),
+    pytest.param(OPT, SGD_LOOPED_NESTEROV, "sgd_step", None, id="looped_sgd"),
+    pytest.param(OPT, SGD_LOOPED_NESTEROV, "sgd_nesterov", None, id="looped_sgd_nesterov"),
+    pytest.param(OPT, ADAM_NO_BIAS_CORRECTION, "adam_step", ("without bias correction",), id="adam_without_bias_correction_is_named"),
+    pytest.param(OPT, ADAM_TORCH_FORM, "adam_step", None, id="adam_in_torch_arrangement_passes"),
+    pytest.param(INIT, GAIN_NO_DEFAULT_SLOPE, "calculate_gain", ("default negative slope is 0.01",), id="gain_default_slope_is_named"),
+    pytest.param(INIT, GAIN_ONE_PLUS_A, "calculate_gain", ("1 + a^2",), id="one_plus_a_is_named"),
+    pytest.param(INIT, KAIMING_NO_MODE_CHECK, "kaiming_normal", ("should raise ValueError",), id="unknown_mode_must_raise"),
+    pytest.param(INIT, KAIMING_INLINE_FLOAT64_FANS, "kaiming_normal", None, id="inline_float_fans_pass"),
+    pytest.param(BN, RUNNING_KERAS, "update_running_stats", ("weight of the NEW batch", "Keras"), id="running_stats_keras"),
+    pytest.param(BN, RUNNING_MOMENTUM_ZERO_AS_DEFAULT, "update_running_stats", ("momentum=0.0",), id="running_stats_zero_momentum"),
+
+    pytest.param(REG, L2_HALF, "l2_penalty", ("(lam / 2) ||w||^2",), id="l2_penalty_without_factor_2"),
+    pytest.param(REG, L2_FROBENIUS_FLOAT32, "l2_penalty", None, id="l2_penalty_frobenius"),
+])
+def test_one_answer_in_one_cell(assignment, answer, cell, needles):
+    ns = answered(assignment, answer)
+    if needles is None:
+        run(assignment, cell, ns)
+    else:
+        fails(assignment, cell, ns, *needles)
