@@ -13,7 +13,9 @@ NumPy arrays: a course Tensor handed back is refused with a hint.
 ``check_backward`` builds its graphs from the notebook's ``Node`` class with reference VJPs
 attached (``node.fn.vjp``) and temporarily points the notebook's ``topological_order`` at the
 reference, so a mistake in an earlier exercise does not fail this one; a backward that only
-works with the student's own ordering convention is accepted too.
+works with the student's own ordering convention is accepted too. Its graphs include nodes used
+several times, a constant first argument, a vector root, and a diamond with a long chain to the
+same intermediate node (paths of 4 and 8 nodes), which a breadth-first walk gets wrong.
 """
 from __future__ import annotations
 

@@ -19,6 +19,11 @@ fixed, so a given answer gets the same verdict on every run):
 - the rng argument honoured: equal seeds give equal weights, different seeds different ones,
   and rng=None gives fresh weights on each call.
 
+An initializer is judged alone: while its check runs, the notebook's ``fans`` and
+``calculate_gain`` (when the student wrote them) are the references. Cases include a conv-shaped
+weight (out, in, k, k) of as many entries (fans = channels × receptive field), integer seeds as
+well as Generators, and, for He, an unknown ``mode`` (it must raise ValueError).
+
 The targets are the formulas (Var = gain^2 * 2 / (fan_in + fan_out) for Xavier,
 gain^2 / fan for He; uniform bound a = sqrt(3 Var)); the tests of this module confirm that the
 library's reference passes them.

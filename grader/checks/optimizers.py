@@ -8,6 +8,11 @@ one function per mistake) evaluated on those same inputs, to name what went wron
 is also called twice on the same inputs (a hidden counter outside ``state`` shows up), and
 must leave its arguments, the state dict included, unchanged.
 
+One mistake is charged once: the Nesterov check judges the step ``p − lr·(g + μ·b)`` with the
+student's own updated buffer ``b`` and own gradient ``g`` (weight decay included, read off their
+momentum-0 step), and ``answer_adam_first_step`` is also right when it is what the student's
+own ``adam_step`` gives for the question.
+
 Conventions are those of ``course.optim`` (PyTorch's): eps is added after the square root in
 AdaGrad, RMSProp and Adam (the notes' ``√(δ + r)`` fails where the two differ, with a
 message saying so), the momentum buffer is ``b ← μ·b + g`` and Adam's state keeps the
