@@ -469,3 +469,12 @@ def test_one_answer_in_one_cell(assignment, answer, cell, needles):
         run(assignment, cell, ns)
     else:
         fails(assignment, cell, ns, *needles)
+
+
+def test_unary_vjps_may_return_a_list():
+    """The catalog accepts a list for a tuple; so do the visible tests."""
+    ns = namespace(AD, answers=AD_ANSWERS)
+    for name in ("exp", "log", "relu"):
+        right = ns[f"vjp_{name}"]
+        ns[f"vjp_{name}"] = lambda g, a, right=right: list(right(g, a))
+        run(AD, f"vjp_{name}", ns)
