@@ -48,19 +48,27 @@ VARIANTS = {
 CELLS = {"01_autodiff": ("topological_order", "vjp_sum", "answer_fd_evals"), "03_initialization": ("fans",)}
 
 
-def test_accepted_variants_get_full_marks(tmp_path):
+def graded_cells(tmp_path, submissions, assignments):
+    """{assignment: {grade_id: cell result}} of one student's submission (answer cells replaced
+    as ``submissions`` says, the rest the model solution), graded by autograde without flags."""
     root = assemble_course(tmp_path / "root", ["course", "grader", "solutions", "pyproject.toml"])
     course = Course(root, tmp_path / "work")
-    build(course, list(CELLS), db_url=course.db_url)
-    for (asg, name), answers in VARIANTS.items():
+    build(course, list(assignments), db_url=course.db_url)
+    for (asg, name), answers in submissions.items():
         release = read_notebook(course.notebooks / asg / f"{name}.ipynb")
         solution = read_notebook(course.solutions / asg / f"{name}.ipynb")
-        write_notebook(fill_submission(release, solution, answers), course.submitted / "var" / asg / f"{name}.ipynb")
-    for asg, cells in CELLS.items():
+        write_notebook(fill_submission(release, solution, answers), course.submitted / "s1" / asg / f"{name}.ipynb")
+    out = {}
+    for asg in assignments:
         (result,) = autograde(course, asg, workers=1, timeout=60)
-        graded = {gid: c for nb in result.notebooks for gid, c in nb.cells.items()}
         assert result.flags == [], result.flags
-        for gid in cells:
+        out[asg] = {gid: c for nb in result.notebooks for gid, c in nb.cells.items()}
+    return out
+
+
+def test_accepted_variants_get_full_marks(tmp_path):
+    for asg, graded in graded_cells(tmp_path, VARIANTS, CELLS).items():
+        for gid in CELLS[asg]:
             assert graded[gid]["auto_score"] == graded[gid]["max_score"] > 0, (asg, gid, graded[gid])
         assert sum(c["auto_score"] or 0 for c in graded.values()) == sum(
             c["max_score"] for c in graded.values() if not c["needs_manual_grade"]), (asg, graded)
@@ -119,17 +127,8 @@ CHARGED_ONCE = {
 
 
 def test_one_mistake_is_charged_once(tmp_path):
-    root = assemble_course(tmp_path / "root", ["course", "grader", "solutions", "pyproject.toml"])
-    course = Course(root, tmp_path / "work")
-    build(course, list(CHARGED_ONCE), db_url=course.db_url)
-    for (asg, name), answers in EARLIER_WRONG.items():
-        release = read_notebook(course.notebooks / asg / f"{name}.ipynb")
-        solution = read_notebook(course.solutions / asg / f"{name}.ipynb")
-        write_notebook(fill_submission(release, solution, answers), course.submitted / "once" / asg / f"{name}.ipynb")
-    for asg, (wrong, dependent) in CHARGED_ONCE.items():
-        (result,) = autograde(course, asg, workers=1, timeout=60)
-        graded = {gid: c for nb in result.notebooks for gid, c in nb.cells.items()}
-        assert result.flags == [], result.flags
+    for asg, graded in graded_cells(tmp_path, EARLIER_WRONG, CHARGED_ONCE).items():
+        wrong, dependent = CHARGED_ONCE[asg]
         for gid in wrong:
             assert graded[gid]["auto_score"] == 0, (asg, gid, graded[gid])
         for gid in dependent:
