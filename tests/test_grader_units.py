@@ -484,12 +484,22 @@ def test_feedback_images_are_redrawn_small_on_white():
     plot.save(raw, "PNG")
     data = base64.b64encode(raw.getvalue()).decode()
     small = Image.open(io.BytesIO(base64.b64decode(_smaller_png(data))))
-    assert small.size == (IMAGE_WIDTH, 360) and small.mode == "P"
+    assert small.size == (IMAGE_WIDTH, round(720 * IMAGE_WIDTH / 960)) and small.mode == "P"
     rgb = small.convert("RGB")
-    near = lambda a, b: max(abs(x - y) for x, y in zip(a, b)) <= 4  # noqa: E731 - 256 colours
+    near = lambda a, b: max(abs(x - y) for x, y in zip(a, b)) <= 4  # noqa: E731 - a palette
     assert near(rgb.getpixel((10, 10)), (255, 255, 255))  # transparency became white, not black
-    assert near(rgb.getpixel((10, 155)), (200, 30, 30))   # the stripe keeps its colour
+    assert near(rgb.getpixel((10, round(310 * IMAGE_WIDTH / 960))), (200, 30, 30))  # the stripe keeps its colour
     assert _smaller_png("bm90IGFuIGltYWdl") == "bm90IGFuIGltYWdl"  # not an image: left alone
+
+
+def test_feedback_code_drops_only_the_tags_of_unstyled_tokens():
+    from grader.feedback import _plain_tokens
+
+    css = "<style>.highlight .k { color: #008000 }\n.highlight .o { color: #666 }</style>"
+    code = ('<span class="k">def</span> <span class="n">f</span><span class="p">(</span><span class="n">x'
+            '</span><span class="p">):</span> <span class="o">-</span><span class="ansi-red-fg">x</span>')
+    assert _plain_tokens(css + code) == css + ('<span class="k">def</span> f(x): <span class="o">-</span>'
+                                               '<span class="ansi-red-fg">x</span>')
 
 
 def test_a_gradebook_that_stops_answering_gets_one_paragraph_and_a_way_on(monkeypatch, capsys):
