@@ -25,7 +25,7 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests
 
-from grader.config import Course, GraderError
+from grader.config import Course, GraderError, UsageError
 
 __all__ = ["HideHiddenTests", "generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH",
            "IMAGE_COLOURS"]
@@ -147,11 +147,19 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
     GraderError lists any leak (those pages are deleted)."""
     from nbgrader.converters import GenerateFeedback
 
+    from grader.audit import load_summary
     from grader.config import nbgrader_config
     from grader.nb import run_converter
 
+    autograded = {p.parent.name for p in course.autograded.glob(f"*/{assignment}") if p.is_dir()}
+    known = autograded | set(load_summary(course, assignment)["submissions"])  # with notebooks not graded
+    missing = sorted(set(students) - known) if students else ([] if known else ["anyone"])
+    if missing:
+        raise UsageError(f"nothing of {assignment} is autograded for {', '.join(missing)} in {course.autograded}; "
+                         f"run `python -m grader autograde {assignment}` first (or check the --student names)")
     config = nbgrader_config(course)
-    for student in students or ["*"]:
+    runs = sorted(set(students) & autograded) if students else (["*"] if autograded else [])
+    for student in runs:
         run_converter(GenerateFeedback, config, assignment=assignment, student=student, force=True)
     pages = sorted(p for student in (students or ["*"])
                    for p in course.feedback.glob(f"{student}/{assignment}/*.html"))
