@@ -100,9 +100,11 @@ def open_gradebook(db_url: str) -> Gradebook:
                          "sqlite:////path/gradebook.db or postgresql://user:password@host:5432/dbname") from None
     except OperationalError as exc:
         first = (str(exc.orig).strip().splitlines() or [""])[0]
-        raise UsageError(f"cannot open the gradebook {make_url(db_url).render_as_string()}: {first}; check "
-                         "that the database server is running and that host, port, user and password in "
-                         "the URL are right, then run the same command again") from None
+        url = make_url(db_url)
+        fix = ("that its folder exists and is writable" if url.get_backend_name() == "sqlite" else
+               "that the database server is running and that host, port, user and password in the URL are right")
+        raise UsageError(f"cannot open the gradebook {url.render_as_string()}: {first}; check {fix}, then run "
+                         "the same command again") from None
 
 
 def _entry(result: Result, run: str) -> dict[str, Any]:

@@ -15,8 +15,9 @@
 Exit status, every command: 0 done; 1 a grading failure (a submission that could not be graded,
 failing checks or visible tests, collected files that need attention; listed above it); 2 bad
 input, nothing done (a missing or unknown assignment, an unreadable or corrupt zip, notebook,
-roster or CSV, a bad option or database URL, a gradebook or scheduler that cannot be reached),
-with one paragraph on stderr naming the problem and the fix.
+roster or CSV, a bad option or database URL, a gradebook or scheduler that cannot be reached;
+a gradebook lost mid-run keeps what was printed), with one paragraph on stderr naming the
+problem and the fix.
 """
 from __future__ import annotations
 
