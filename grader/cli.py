@@ -47,8 +47,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from grader.build import build, student_edition, verify_release
 
     course = _course(args)
-    for assignment in args.assignments:
-        course.check_assignment(assignment)
+    course.check_assignment(*args.assignments)
     if args.verify:
         problems = verify_release(course)
         print("\n".join(problems) or "notebooks/ is up to date with solutions/")
@@ -67,8 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from grader.check import check_course
 
     course = _course(args)
-    for assignment in args.assignments:
-        course.check_assignment(assignment)
+    course.check_assignment(*args.assignments)
     problems = check_course(course, args.assignments or None, timeout=args.timeout)
     if problems:
         print(f"\n{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
@@ -198,8 +196,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from grader.export import export_grades, parse_canvas_ids
 
     course = _course(args)
-    for assignment in args.assignment or []:
-        course.check_assignment(assignment)
+    course.check_assignment(*args.assignment or [])
     out = Path(args.out or course.work / "exports" / f"grades-{args.format}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     report = export_grades(course, Path(args.roster), out, args.assignment or None, fmt=args.format,

@@ -32,6 +32,10 @@ another's (``s1_ok_copy - optimizers.ipynb``).
 leaves the export, is refused and flagged for its student. Folders are walked by file descriptor
 without following links, so nothing outside the submission tree is ever read.
 
+**Bounded zips.** A zip is read within :class:`ZipLimits` (what its notebooks unpack to, how
+many entries it has): past either nothing is collected, and no entry is unpacked past the limit,
+whatever its header says. An entry that cannot be unpacked is flagged for its student only.
+
 **Per student.** A problem with one student's files (a link, an unreadable file, an unknown
 layout, a ``timestamp.txt`` that is not a time, which holds back the notebooks beside it) is
 flagged for that student and the rest of the batch is collected. Several files for one student

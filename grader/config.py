@@ -134,13 +134,13 @@ class Course:
         self.check_assignment(assignment)
         return sorted(p.stem for p in (self.solutions / assignment).glob("*.ipynb"))
 
-    def check_assignment(self, assignment: str) -> str:
-        """``assignment`` if solutions/ has it, else a UsageError listing the known ones."""
+    def check_assignment(self, *assignments: str) -> None:
+        """A UsageError listing the known assignments unless solutions/ has every one given."""
         known = self.assignments()
-        if assignment not in known:
-            raise UsageError(f"no assignment {assignment!r} in {self.solutions} (known: "
-                             f"{', '.join(known) or 'none'}); check the name, or pass --root COURSE_ROOT")
-        return assignment
+        for assignment in assignments:
+            if assignment not in known:
+                raise UsageError(f"no assignment {assignment!r} in {self.solutions} (known: "
+                                 f"{', '.join(known) or 'none'}); check the name, or pass --root COURSE_ROOT")
 
     def catalog(self) -> Catalog:
         """Catalog entries from this root's grader/checks/*.toml."""
