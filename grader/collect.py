@@ -732,7 +732,10 @@ def collect(course: Course, source: Path, *, assignment: str | None = None,
     if source.is_file() and zipfile.is_zipfile(source):
         entries = _zip_entries(source, limits)
     elif source.is_dir():
-        entries = list(_folder_entries(source))
+        try:
+            entries = list(_folder_entries(source))
+        except OSError as exc:  # the folder itself; what is inside is flagged entry by entry
+            raise UsageError(f"{source} cannot be read ({exc.strerror}); check its permissions") from None
     else:
         raise UsageError(f"{source} is neither a folder nor a readable zip file (a download cut short?); "
                          "download the export again, or unpack it and collect the folder")
