@@ -136,7 +136,7 @@ class Course:
 
     def check_assignment(self, *assignments: str) -> None:
         """A UsageError listing the known assignments unless solutions/ has every one given."""
-        known = self.assignments()
+        known = self.assignments() if assignments else []
         for assignment in assignments:
             if assignment not in known:
                 raise UsageError(f"no assignment {assignment!r} in {self.solutions} (known: "

@@ -51,7 +51,7 @@ ROWS = {
                                                "--roster", "{t}/dupes.csv"),
     "collect: past --max-members": row(2, "--max-members 2", "collect", "{t}/two.zip", "--max-members", "1"),
     # export
-    "export: unknown --assignment": row(2, "no assignment '99_nope'", "export", "--roster", "{t}/roster.csv",
+    "export: unknown --assignment": row(2, "assignment(s) 99_nope not in the gradebook", "export", "--roster", "{t}/roster.csv",
                                         "--assignment", "99_nope"),
     "export: assignment not in the gradebook": row(2, "03_initialization not in the gradebook", "export",
                                                    "--roster", "{t}/roster.csv", "--assignment", "03_initialization"),
