@@ -186,13 +186,6 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     c.CourseDirectory.course_id = "default_course"
     c.Execute.timeout = timeout
     c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
-    # nbgrader's feedback page with our small stylesheet instead of its inlined Bootstrap (117 KB
-    # a page); setting the template folders means naming nbgrader's, which ours extends.
-    c.HTMLExporter.template_name = "feedback_small"
-    c.HTMLExporter.template_file = "feedback_small.html.j2"
-    c.HTMLExporter.extra_template_basedirs = [
-        str(Path(__file__).parent / "templates"),
-        str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
     if late_penalty in ("none", "zero"):
         c.LateSubmissionPlugin.penalty_method = late_penalty
     else:
