@@ -1,7 +1,7 @@
 """``collect``: submissions from a folder or an LMS zip into work/submitted/<student>/<asg>/.
 
-Recognised layouts (inside a folder or a zip; one top folder holding several student folders,
-as zipping an export folder makes, is stepped into):
+Recognised layouts (inside a folder or a zip; one top folder holding several student folders
+or LMS-named files, as zipping an export folder makes, is stepped into):
 
 - ``<student>/<assignment>/<notebook>.ipynb`` (and an optional ``timestamp.txt`` beside it);
 - ``<student>/<notebook>.ipynb`` (the assignment from ``--assignment`` or the notebook name);
@@ -32,6 +32,10 @@ another's (``s1_ok_copy - optimizers.ipynb``).
 leaves the export, is refused and flagged for its student. Folders are walked by file descriptor
 without following links, so nothing outside the submission tree is ever read.
 
+**Bounded zips.** A zip is read within :class:`ZipLimits` (what its notebooks unpack to, how
+many entries it has): past either nothing is collected, and no entry is unpacked past the limit,
+whatever its header says. An entry that cannot be unpacked is flagged for its student only.
+
 **Per student.** A problem with one student's files (a link, an unreadable file, an unknown
 layout, a ``timestamp.txt`` that is not a time, which holds back the notebooks beside it) is
 flagged for that student and the rest of the batch is collected. Several files for one student
@@ -46,6 +50,7 @@ from __future__ import annotations
 import csv
 import datetime
 import hashlib
+import io
 import os
 import re
 import stat
@@ -60,9 +65,9 @@ from typing import NamedTuple
 
 from nbgrader.utils import parse_utc
 
-from grader.config import Course, GraderError
+from grader.config import Course, UsageError, read_input
 
-__all__ = ["CollectReport", "Flag", "Roster", "Submission", "canonical", "collect", "name_key",
+__all__ = ["CollectReport", "Flag", "Roster", "Submission", "ZipLimits", "canonical", "collect", "name_key",
            "parse_filename", "slug", "student_id"]
 
 _ATTEMPT = re.compile(r"^(?P<who>.+?)_attempt_(?P<ts>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file>.+)$")
@@ -169,11 +174,11 @@ class Roster:
     """Students of the course from a CSV with columns ``student_id,name,lms_id``."""
 
     def __init__(self, path: Path):
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(read_input(path, "roster"), newline="")))
         missing = {"student_id", "name", "lms_id"} - set(rows[0] if rows else {})
         if missing:
-            raise GraderError(f"{path}: roster needs columns student_id,name,lms_id; missing {sorted(missing)}")
+            raise UsageError(f"{path}: roster needs columns student_id,name,lms_id (a header line, then a row "
+                             f"per student); missing {sorted(missing)}")
         self.rows = rows  # as read, for export
         self.students = [_Row(_cell(r, "student_id"), _cell(r, "name"), _cell(r, "lms_id"),
                               name_key(_cell(r, "name"))) for r in rows]
@@ -216,7 +221,7 @@ def _check_roster(path: Path, students: list[_Row]) -> None:
         if s.lms_id:
             seen_lms.setdefault(s.lms_id, line)
     if problems:
-        raise GraderError(f"{path}: fix the roster: " + "; ".join(problems))
+        raise UsageError(f"{path}: fix the roster: " + "; ".join(problems))
 
 
 @dataclass
@@ -337,12 +342,46 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _zip_entries(path: Path) -> list[Entry]:
+@dataclass(frozen=True)
+class ZipLimits:
+    """The most collect reads from one zip: ``max_bytes`` unpacked (the notebooks and
+    timestamps it reads; nothing else is unpacked) and ``max_members`` entries of any kind.
+    Past either, nothing is collected; an entry that unpacks to more than its header says
+    stops the read at the limit (a zip bomb)."""
+
+    max_bytes: int = 2 << 30      # 2 GiB: 400 students handing in 5 MB of notebooks each
+    max_members: int = 20_000     # 400 students, 50 files each
+
+
+def _too_big(path: Path, size: int, limits: ZipLimits) -> UsageError:
+    return UsageError(
+        f"{path.name}: its notebooks unpack to more than {limits.max_bytes / 2**20:,.0f} MB (at least "
+        f"{size / 2**20:,.0f} MB), the most collect unpacks from one zip (a zip bomb, or an unusually "
+        "large export?); nothing collected. If the export is genuine, raise the limit with "
+        f"--max-unzipped-mb {max(2 * limits.max_bytes, size) // 2**20}")
+
+
+def _zip_entries(path: Path, limits: ZipLimits = ZipLimits()) -> list[Entry]:
     """Every file entry of the zip, read in memory (nothing is extracted): entries that are links
-    or devices by their mode bits, or whose path leaves the export, are refused."""
+    or devices by their mode bits, or whose path leaves the export, are refused. Past
+    ``limits`` a UsageError, before anything is collected."""
     entries = []
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UsageError(f"{path.name} is not a readable zip file ({exc}): download the export again, or "
+                         "unpack it and collect the folder") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise UsageError(f"{path.name} has {len(infos):,} entries, more than the {limits.max_members:,} collect "
+                             "reads from one zip (a zip bomb?); nothing collected. If the export is genuine, raise "
+                             f"the limit with --max-members {len(infos)}")
+        declared = sum(i.file_size for i in infos if _wanted(tuple(_zip_name(i).replace("\\", "/").split("/"))))
+        if declared > limits.max_bytes:
+            raise _too_big(path, declared, limits)
+        budget = limits.max_bytes
+        for info in infos:
             name = _zip_name(info).replace("\\", "/")
             if name.endswith("/"):
                 continue
@@ -359,9 +398,15 @@ def _zip_entries(path: Path) -> list[Entry]:
                 entries.append(Entry(parts))
             else:
                 try:
-                    entries.append(Entry(parts, data=zf.read(info)))
+                    with zf.open(info) as fh:
+                        data = fh.read(budget + 1)  # never more than the limit, whatever the header says
                 except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
                     entries.append(Entry(parts, refused=f"cannot be read from the zip ({exc})"))
+                    continue
+                budget -= len(data)
+                if budget < 0:
+                    raise _too_big(path, limits.max_bytes - budget, limits)
+                entries.append(Entry(parts, data=data))
     return entries
 
 
@@ -399,7 +444,7 @@ class _Collection:
         self.course, self.assignment, self.roster = course, assignment, roster
         self.index = {a: {canonical(n): n for n in course.notebook_names(a)} for a in course.assignments()}
         if assignment is not None and assignment not in self.index:
-            raise GraderError(f"--assignment {assignment}: no such assignment (known: {', '.join(self.index)})")
+            raise UsageError(f"--assignment {assignment}: no such assignment (known: {', '.join(self.index)})")
         self.report = CollectReport()
         self.candidates: dict[tuple[str, str, str], list[_Candidate]] = defaultdict(list)
         self.known: set[str] = set(roster.ids) if roster else set()  # every student a path may name
@@ -433,16 +478,22 @@ class _Collection:
         return list(by_top.values())
 
     def _wrapper(self, entries: list[Entry]) -> str | None:
-        """The one top folder that holds only folders, two or more, none an assignment nor a
-        student of the roster: an export zipped as a folder."""
+        """The one top folder of an export zipped as a folder (``submissions/...``), not itself
+        a student of the roster, holding folders (none an assignment) and files named as an LMS
+        names them, with an LMS id (``ada_123_456_optimizers.ipynb``): two or more folders, or
+        any LMS-named file or Moodle folder. Anything else is one student's own folder."""
         visible = [e.parts for e in entries if not _hidden(e.parts)]
         tops = {p[0] for p in visible}
-        if len(tops) != 1 or any(len(p) < 3 for p in visible):
+        if len(tops) != 1 or any(len(p) < 2 for p in visible):
             return None
-        top, seconds = tops.pop(), {p[1] for p in visible}
-        if len(seconds) < 2 or seconds & set(self.index) or (self.roster and self.roster.match(_folder_who(top))):
+        top, seconds = tops.pop(), {p[1] for p in visible if len(p) > 2}
+        files = [parse_filename(p[1:]) for p in visible if len(p) == 2]
+        if not all(f and f.lms_id for f in files):
+            return None  # <student>/<notebook>.ipynb
+        if seconds & set(self.index) or (self.roster and self.roster.match(_folder_who(top))):
             return None
-        return top
+        lms_named = files or any(_folder_who(name).lms_id for name in seconds)
+        return top if lms_named or len(seconds) >= 2 else None
 
     # who ------------------------------------------------------------------------------------
     def lookup(self, who: Parsed) -> list[str]:
@@ -671,19 +722,23 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def collect(course: Course, source: Path, *, assignment: str | None = None,
-            roster: Path | None = None) -> CollectReport:
-    """Copy every notebook under ``source`` (a folder or a .zip) to
+            roster: Path | None = None, limits: ZipLimits = ZipLimits()) -> CollectReport:
+    """Copy every notebook under ``source`` (a folder or a .zip, read within ``limits``) to
     ``work/submitted/<student>/<assignment>/<notebook>.ipynb`` with its ``timestamp.txt``; see the
     module docstring for who, links, and what is flagged."""
     if not source.exists():
-        raise GraderError(f"{source} does not exist")
+        raise UsageError(f"{source} does not exist; give the folder or .zip the LMS export was saved as")
     run = _Collection(course, assignment, Roster(roster) if roster else None)
     if source.is_file() and zipfile.is_zipfile(source):
-        entries = _zip_entries(source)
+        entries = _zip_entries(source, limits)
     elif source.is_dir():
-        entries = list(_folder_entries(source))
+        try:
+            entries = list(_folder_entries(source))
+        except OSError as exc:  # the folder itself; what is inside is flagged entry by entry
+            raise UsageError(f"{source} cannot be read ({exc.strerror}); check its permissions") from None
     else:
-        raise GraderError(f"{source} is neither a folder nor a zip file")
+        raise UsageError(f"{source} is neither a folder nor a readable zip file (a download cut short?); "
+                         "download the export again, or unpack it and collect the folder")
     return run.run(entries)
 
 

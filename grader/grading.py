@@ -31,7 +31,7 @@ from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 
-from grader.config import BLAS_THREAD_VARS, Course, GraderError, nbgrader_config
+from grader.config import BLAS_THREAD_VARS, Course, GraderError, UsageError, nbgrader_config
 from grader.execute import Context, NotebookRun, SandboxExecute
 from grader.nb import run_converter
 from grader.preflight import Prepared, TemplateNotebook, load_template, prepare
@@ -194,8 +194,8 @@ def make_template(db_url: str, assignment: str, release: Path) -> bytes:
             try:
                 a = main.find_assignment(assignment)
             except MissingEntry:
-                raise GraderError(f"assignment {assignment} is not in the gradebook {db_url}; run "
-                                  "`python -m grader build` first") from None
+                raise UsageError(f"assignment {assignment} is not in the gradebook {db_url}; run "
+                                 "`python -m grader build` first") from None
             tpl.add_assignment(a.name, duedate=a.duedate)
             for nb in a.notebooks:
                 order = _release_order(release / f"{nb.name}.ipynb")
@@ -215,7 +215,7 @@ def make_template(db_url: str, assignment: str, release: Path) -> bytes:
 def _release_order(path: Path) -> dict[str, int]:
     """grade_id -> position of the cell in a release notebook."""
     if not path.is_file():
-        raise GraderError(f"{path} is missing: run `python -m grader build` to write the release notebooks")
+        raise UsageError(f"{path} is missing: run `python -m grader build` to write the release notebooks")
     cells = nbformat.read(path, as_version=4).cells
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
     return {gid: i for i, gid in enumerate(ids) if gid}

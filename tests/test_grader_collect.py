@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import stat
+import struct
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -22,8 +23,8 @@ import pytest
 
 from fixtures.attacks import kit
 from grader.cli import main
-from grader.collect import collect, name_key, student_id
-from grader.config import Course
+from grader.collect import ZipLimits, collect, name_key, student_id
+from grader.config import Course, UsageError
 
 ASG = kit.ASG
 ZERO = {"part1": {"scale": 0.0, "stack": 0.0, "answer": 0.0, "why": 0.0}, "part2": {"total": 0.0}}  # blank
@@ -195,6 +196,110 @@ def test_exit_status_says_clean_needs_attention_or_bad_input(tmp_path):
     rc, out = _collect(course, clean, "--roster", str(bad_roster))
     assert rc == 2 and "student_id 'ann' already on line 2" in out
     assert _collect(course, clean, "--assignment", "99_nope")[0] == 2
+
+
+# ---------------------------------------------------------------- LMS wrappers, size limits, corrupt members
+
+#: Files as Canvas (with its LATE marker) and Moodle (flat and folder forms) name them.
+LMS_FILES = {
+    "adalovelace_101_9001_part1.ipynb": b"ada part1",
+    "adalovelace_101_9002_part2.ipynb": b"ada part2",
+    "bobbyb_LATE_102_9003_part1.ipynb": b"bob part1, late",
+    "Cy Young_103_assignsubmission_file_part2.ipynb": b"cy part2",
+    "Dee Dee_104_assignsubmission_file_/part1.ipynb": b"dee part1",
+}
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
+def test_one_wrapper_folder_of_flat_lms_files_is_stepped_into(tmp_path, as_zip):
+    course = _mini(tmp_path)
+    files = {f"submissions/{name}": data for name, data in LMS_FILES.items()}
+    src = _zip(tmp_path / "lms.zip", files) if as_zip else _tree(tmp_path / "export", files)
+    report = collect(course, src)
+    part1, part2 = f"{ASG}/part1.ipynb", f"{ASG}/part2.ipynb"
+    assert _submitted(course) == {"101": [part1, part2], "102": [part1], "103": [part2], "104": [part1]}
+    assert (course.submitted / "102" / ASG / "part1.ipynb").read_bytes() == b"bob part1, late"
+    assert (course.submitted / "104" / ASG / "part1.ipynb").read_bytes() == b"dee part1"
+    assert report.flagged == [] and report.unmatched == []
+
+
+@pytest.mark.parametrize("files", [
+    {"ann/part1.ipynb": b"a1", "ann/part2.ipynb": b"a2"},                       # <student>/<notebook>
+    {"ann/part1.ipynb": b"a1", "ann/adalovelace_101_9001_part2.ipynb": b"a2"},  # not all LMS-named
+    {f"ann/{ASG}/part1.ipynb": b"a1"},                                          # <student>/<assignment>/
+], ids=["plain", "mixed", "assignment"])
+def test_one_student_folder_is_not_taken_for_a_wrapper(tmp_path, files):
+    course = _mini(tmp_path)
+    collect(course, _zip(tmp_path / "one.zip", files), assignment=ASG)
+    assert list(_submitted(course)) == ["ann"]
+
+
+def _bomb(path: Path, size: int) -> Path:
+    """ann's notebook and bob's ``size`` bytes of zeros (a few KB deflated)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"ann/{ASG}/part1.ipynb", b"ann")
+        zf.writestr(f"bob/{ASG}/part1.ipynb", bytes(size))
+    return path
+
+
+def test_a_zip_that_unpacks_past_the_limit_is_refused_and_nothing_collected(tmp_path):
+    course = _mini(tmp_path)
+    bomb = _bomb(tmp_path / "bomb.zip", 3 << 20)
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(UsageError, match=r"^bomb.zip: its notebooks unpack to more than 2 MB \(at least 3 MB\)"):
+        collect(course, bomb, limits=ZipLimits(max_bytes=2 << 20))
+    assert not course.submitted.exists()
+    rc, out = _collect(course, bomb, "--max-unzipped-mb", "2")
+    assert rc == 2 and out.count("\n") == 1 and "raise the limit with --max-unzipped-mb 4" in out
+    assert not course.submitted.exists()
+    assert _collect(course, bomb, "--max-unzipped-mb", "4")[0] == 0
+    assert sorted(_submitted(course)) == ["ann", "bob"]
+
+
+def test_a_header_that_understates_the_size_never_unpacks_more(tmp_path):
+    """bob's entry says 16 bytes and inflates to 3 MB: at most 16 bytes are unpacked, the entry
+    fails its checksum and is flagged; ann is collected."""
+    course = _mini(tmp_path)
+    data = bytearray(_bomb(tmp_path / "liar.zip", 3 << 20).read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers
+        at = data.rfind(signature)  # bob's: the second entry
+        data[at + offset:at + offset + 4] = struct.pack("<I", 16)
+    (tmp_path / "liar.zip").write_bytes(bytes(data))
+    report = collect(course, tmp_path / "liar.zip", limits=ZipLimits(max_bytes=1 << 20))
+    assert list(_submitted(course)) == ["ann"]
+    (flag,) = report.flags_of("bob")
+    assert flag.reason.startswith("cannot be read from the zip") and "CRC" in flag.reason
+
+
+def test_a_zip_with_too_many_entries_is_refused(tmp_path):
+    course = _mini(tmp_path)
+    many = _zip(tmp_path / "many.zip", {f"s{i}/{ASG}/part1.ipynb": b"x" for i in range(30)})
+    with pytest.raises(UsageError, match=r"many.zip has 30 entries, more than the 20 .* --max-members 30"):
+        collect(course, many, limits=ZipLimits(max_members=20))
+    assert not course.submitted.exists()
+
+
+def test_a_corrupt_member_costs_only_its_student(tmp_path):
+    """One entry with a flipped byte (its checksum fails), one whose deflate stream is broken:
+    both students are flagged, every other member is collected, the exit status says so."""
+    course = _mini(tmp_path)
+    files = {f"{who}/{ASG}/part1.ipynb": f"{who}'s notebook ".encode() * 40 for who in ("ann", "bob", "cy", "dan")}
+    src = tmp_path / "lms.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, payload in files.items():
+            zf.writestr(name, payload, compress_type=zipfile.ZIP_STORED if name.startswith("bob") else None)
+    data = bytearray(src.read_bytes())
+    data[data.find(b"bob's notebook") + 3] ^= 0xFF              # stored: the CRC no longer matches
+    cy = data.find(b"cy/" + ASG.encode() + b"/part1.ipynb") + len(f"cy/{ASG}/part1.ipynb")
+    data[cy + 2:cy + 8] = b"\xff" * 6                             # deflated: the stream is broken
+    src.write_bytes(bytes(data))
+    rc, out = _collect(course, src)
+    assert rc == 1
+    assert sorted(_submitted(course)) == ["ann", "dan"]
+    assert (course.submitted / "dan" / ASG / "part1.ipynb").read_bytes() == files[f"dan/{ASG}/part1.ipynb"]
+    for who in ("bob", "cy"):
+        (line,) = _flag_lines(out, who)
+        assert line.startswith(f"FLAGGED {who}: {who}/{ASG}/part1.ipynb: cannot be read from the zip"), line
 
 
 # ---------------------------------------------------------------- issue 13, graded end to end
