@@ -10,6 +10,7 @@
     export     grades for an LMS import (generic, Canvas or Moodle CSV) keyed by a roster
     report     per-exercise table and histogram
     validate   run a notebook's visible tests (what a student sees)
+    selfcheck  grade your own notebook with the hidden checks, recording nothing
     catalog    every graded cell of the course
 
 Exit status, every command: 0 done; 1 a grading failure (a submission that could not be graded,
@@ -235,6 +236,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from grader.selfcheck import render, selfcheck
+
+    result = selfcheck(_course(args), Path(args.notebook), assignment=args.assignment, timeout=args.timeout)
+    print(render(result))
+    return 0 if result.outcome == "graded" else 1
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     course = _course(args)
     if args.assignment:
@@ -366,6 +375,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("validate", cmd_validate, "run a notebook and show its failing visible tests")
     p.add_argument("notebook")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
+
+    p = add("selfcheck", cmd_selfcheck, "grade a notebook with the hidden checks, as autograde would, recording "
+            "nothing: per exercise pass, the named mistake, or the error (full repository only)")
+    p.add_argument("notebook")
+    p.add_argument("--assignment", help="the notebook's assignment (default: from its folder or file name)")
     p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
 
     p = add("catalog", cmd_catalog, "list every graded cell: points, signatures, dtypes, tolerances")
