@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 
 from grader.build import build
-from grader.config import Course, GraderError
+from grader.config import Course, UsageError
 from grader.grading import NotebookResult, Result, checks_version, grade_submission, make_job, make_template
 
 __all__ = ["selfcheck", "ExerciseLine", "exercise_lines", "render"]
@@ -26,24 +26,23 @@ __all__ = ["selfcheck", "ExerciseLine", "exercise_lines", "render"]
 def _assignment_of(course: Course, notebook: Path, assignment: str | None) -> str:
     """The assignment a notebook belongs to: the one named, else its folder's name, else the
     assignment that has a notebook of that name."""
-    known = course.assignments()
     if assignment:
-        if assignment not in known:
-            raise GraderError(f"there is no assignment {assignment!r}; the course has: {', '.join(known)}.")
+        course.check_assignment(assignment)
         return assignment
+    known = course.assignments()
     if notebook.parent.name in known:
         return notebook.parent.name
     owners = [a for a in known if (course.solutions / a / notebook.name).exists()]
     if len(owners) == 1:
         return owners[0]
-    raise GraderError(f"cannot tell which assignment {notebook.name} belongs to (its folder "
+    raise UsageError(f"cannot tell which assignment {notebook.name} belongs to (its folder "
                       f"{notebook.parent.name!r} is not one): name it with --assignment, one of: {', '.join(known)}.")
 
 
 def selfcheck(course: Course, notebook: Path, *, assignment: str | None = None, timeout: int = 60) -> Result:
     """Grade ``notebook`` against the hidden checks of its assignment, recording nothing."""
     if not notebook.is_file():
-        raise GraderError(f"{notebook} is not a file: give the path of your .ipynb notebook.")
+        raise UsageError(f"{notebook} is not a file: give the path of your .ipynb notebook.")
     name = _assignment_of(course, notebook, assignment)
     with tempfile.TemporaryDirectory(prefix="grader-selfcheck-") as tmp:
         release, db_url = Path(tmp) / "release", f"sqlite:///{tmp}/gradebook.db"

@@ -59,12 +59,12 @@ def test_a_half_done_notebook_gets_pass_the_named_mistake_or_the_error(tmp_path:
 
 @pytest.mark.parametrize("args, needle", [
     (["missing.ipynb"], "is not a file"),
-    (["{nb}", "--assignment", "07_nothing"], "there is no assignment"),
+    (["{nb}", "--assignment", "07_nothing"], "no assignment '07_nothing'"),
     (["{nb}"], "cannot tell which assignment"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path: Path, args: list[str], needle: str) -> None:
     nb = tmp_path / "scratch.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), nb)
     run = _selfcheck(*[a.format(nb=nb) for a in args], cwd=tmp_path)
-    assert run.returncode != 0 and needle in run.stderr, run.stderr
+    assert run.returncode == 2 and needle in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
