@@ -25,9 +25,9 @@ pytestmark = pytest.mark.slow
 ASSIGNMENTS = Course.at(REPO_ROOT).assignments()
 
 
-def test_there_are_five_assignments():
+def test_there_are_six_assignments():
     assert ASSIGNMENTS == ["01_autodiff", "02_optimizers", "03_initialization", "04_batchnorm",
-                           "05_regularization"]
+                           "05_regularization", "06_training_in_practice"]
 
 
 def test_solutions_full_marks_releases_zero_and_notebooks_in_sync(tmp_path):
