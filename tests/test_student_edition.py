@@ -168,10 +168,20 @@ def _adapted(candidate: Callable[..., Any], reference: Callable[..., Any] | None
     return call
 
 
-def _passing(candidates: list[tuple[str, Callable[..., Any]]], ex: Any) -> list[str]:
-    """The candidates that pass ``ex``'s hidden check, called as its hidden test calls it."""
+def _from_package(package: str, value: Any) -> Any:
+    """A given object of the real ``course`` (the ``Tensor`` class the loss checks take), taken
+    from the loaded copy ``package`` instead, so the copy's functions meet their own types."""
+    module = getattr(value, "__module__", "") or ""
+    if module == "course" or module.startswith("course."):
+        return getattr(importlib.import_module(package + module.removeprefix("course")), value.__name__)
+    return value
+
+
+def _passing(candidates: list[tuple[str, Callable[..., Any]]], ex: Any, package: str) -> list[str]:
+    """The candidates (functions of the loaded ``package``) that pass ``ex``'s hidden check,
+    called as its hidden test calls it."""
     check, names = _hidden_call(ex)
-    given = _given_names(ex)
+    given = {name: _from_package(package, value) for name, value in _given_names(ex).items()}
     reference = resolve(ex.replaces) if ex.replaces else None
     passed = []
     old = signal.signal(signal.SIGALRM, _alarm)
@@ -211,7 +221,7 @@ def library_functions() -> Iterator[list[tuple[str, Callable[..., Any]]]]:
 @pytest.mark.parametrize("ex", FUNCTIONS, ids=[ex.id for ex in FUNCTIONS])
 def test_no_edition_function_passes_a_hidden_check(edition_functions, ex):
     assert len(edition_functions) > 150, f"only {len(edition_functions)} functions found: modules missed"
-    passed = _passing(edition_functions, ex)
+    passed = _passing(edition_functions, ex, EDITION_PACKAGE)
     assert not passed, f"{ex.key}: the student edition's {passed} pass the hidden check"
 
 
@@ -220,7 +230,7 @@ def test_no_edition_function_passes_a_hidden_check(edition_functions, ex):
 def test_the_sweep_finds_the_full_librarys_reference(library_functions, ex):
     """The same sweep over the full library finds the reference (so a formula left in the
     edition would be found too), and names everything else that passes."""
-    passed = _passing(library_functions, ex)
+    passed = _passing(library_functions, ex, "full_course")
     assert ex.replaces.removeprefix("course.") in passed, f"{ex.key}: the reference did not pass; passing: {passed}"
 
 
@@ -314,7 +324,7 @@ CLASS_DEFAULTS = textwrap.dedent('''
 #: case -> the graded function its default needs
 NEEDS = {
     "SGD": "sgd_step", "SGD momentum": "sgd_step", "SGD Nesterov": "sgd_step",
-    "Adagrad": "adagrad_step", "RMSprop": "rmsprop_step", "RMSprop Nesterov": "rmsprop_step",
+    "Adagrad": "adagrad_step", "RMSprop": "rmsprop_step", "RMSprop Nesterov": "rmsprop_nesterov_step",
     "Adam": "adam_step", "AdamW": "adam_step", "Newton": "newton_step",
     "BatchNorm1d train": "batchnorm_forward", "BatchNorm1d running stats": "update_running_stats",
     "BatchNorm1d eval": "fold_batchnorm", "Dropout": "dropout",

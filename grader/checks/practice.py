@@ -409,45 +409,43 @@ def _check_scalar(got: Any, expected: float, what: str, tol: tuple[float, float]
               mistakes={k: np.float64(v) for k, v in mistakes.items()})
 
 
+def _check_along_gradient(fn: Callable[..., Any], name: str, with_lr: bool,
+                          mistakes: Callable[[float, float, float, np.ndarray], dict[str, float]]) -> None:
+    """``fn(grad, hessian[, lr])`` against the reference on :func:`_quadratic_cases`;
+    ``mistakes(gᵀg, gᵀHg, lr, H)`` gives the known wrong values."""
+    spec = SPEC[name]
+    with C.guard(spec) as reference:
+        for dtype in spec.dtypes:
+            for g, h, lr in _quadratic_cases(name, dtype):
+                args = (g, h, lr) if with_lr else (g, h)
+                what = f"{name}(grad of shape {g.shape} ({dtype}), hessian{f', lr={lr}' if with_lr else ''})"
+                got = C.call(fn, *args, what=what)
+                g64, h64 = g.astype(np.float64), h.astype(np.float64)
+                _check_scalar(got, reference(*args), what, spec.tol(dtype),
+                              mistakes(float(g64 @ g64), float(g64 @ h64 @ g64), lr, h64))
+
+
 @check
 def check_gradient_step_change(gradient_step_change):
     """n = 1 .. 7, well and badly conditioned H, steps below and above the best one."""
-    spec = SPEC["gradient_step_change"]
-    with C.guard(spec) as reference:
-        for dtype in spec.dtypes:
-            for g, h, lr in _quadratic_cases("gradient_step_change", dtype):
-                what = f"gradient_step_change(grad of shape {g.shape} ({dtype}), hessian, lr={lr})"
-                got = C.call(gradient_step_change, g, h, lr, what=what)
-                g64, h64 = g.astype(np.float64), h.astype(np.float64)
-                ghg, gg = float(g64 @ h64 @ g64), float(g64 @ g64)
-                _check_scalar(got, reference(g, h, lr), what, spec.tol(dtype), {
-                    "the sign: a descent step LOWERS the loss by lr·gᵀg, the curvature adds ½lr²gᵀHg": lr * gg - 0.5 * lr * lr * ghg,
-                    "the ½ of the Taylor expansion is missing": lr * lr * ghg - lr * gg,
-                    "lr instead of lr² in the curvature term (the step is lr·g, so the quadratic term is ½(lr·g)ᵀH(lr·g))":
-                        0.5 * lr * ghg - lr * gg,
-                    "only the first-order term −lr·gᵀg": -lr * gg,
-                })
+    _check_along_gradient(gradient_step_change, "gradient_step_change", True, lambda gg, ghg, lr, h: {
+        "the sign: a descent step LOWERS the loss by lr·gᵀg, the curvature adds ½lr²gᵀHg": lr * gg - 0.5 * lr * lr * ghg,
+        "the ½ of the Taylor expansion is missing": lr * lr * ghg - lr * gg,
+        "lr instead of lr² in the curvature term (the step is lr·g, so the quadratic term is ½(lr·g)ᵀH(lr·g))":
+            0.5 * lr * ghg - lr * gg,
+        "only the first-order term −lr·gᵀg": -lr * gg,
+    })
 
 
 @check
 def check_best_step(best_step):
     """The same gradients and Hessians: ε* = gᵀg/gᵀHg."""
-    spec = SPEC["best_step"]
-    with C.guard(spec) as reference:
-        for dtype in spec.dtypes:
-            for g, h, _ in _quadratic_cases("best_step", dtype):
-                what = f"best_step(grad of shape {g.shape} ({dtype}), hessian)"
-                got = C.call(best_step, g, h, what=what)
-                g64, h64 = g.astype(np.float64), h.astype(np.float64)
-                ghg, gg = float(g64 @ h64 @ g64), float(g64 @ g64)
-                lam = np.linalg.eigvalsh(h64)
-                _check_scalar(got, reference(g, h), what, spec.tol(dtype), {
-                    "upside down: ε* = gᵀg / gᵀHg (minimize ½ε²gᵀHg − εgᵀg over ε)": ghg / gg,
-                    "2·gᵀg/gᵀHg is where the change returns to 0 (the largest step that still helps); "
-                    "the best step is half of it": 2 * gg / ghg,
-                    "1/λmax is the safe rate for every direction, not the best step along this g": 1 / lam[-1],
-                    "gᵀg/(½gᵀHg): the derivative of ½ε²gᵀHg is εgᵀHg": 2 * gg / ghg,
-                })
+    _check_along_gradient(best_step, "best_step", False, lambda gg, ghg, lr, h: {
+        "upside down: ε* = gᵀg / gᵀHg (minimize ½ε²gᵀHg − εgᵀg over ε)": ghg / gg,
+        "2·gᵀg/gᵀHg is where the change returns to 0 (the largest step that still helps); "
+        "the best step is half of it": 2 * gg / ghg,
+        "1/λmax is the safe rate for every direction, not the best step along this g": 1 / np.linalg.eigvalsh(h)[-1],
+    })
 
 
 # -- backprop in matrix form ---------------------------------------------------------------------------
