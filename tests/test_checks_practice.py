@@ -466,13 +466,20 @@ def test_standard_error_mistakes(fn, needle):
 
 
 def test_terminal_velocity_alternatives_pass():
-    def simulated(lr, g, momentum):
+    def simulated(lr, g, momentum):  # in the gradient's dtype, so float32 runs in float32
         v = np.zeros_like(g)
         for _ in range(20000):
             v = momentum * v - lr * g
-        return float(np.linalg.norm(v))
+        return np.linalg.norm(v)
     assert checks.check_terminal_velocity(simulated) is None
     assert checks.check_terminal_velocity(lambda lr, g, m: lr * math.sqrt(float((g ** 2).sum())) / (1 - m)) is None
+    assert checks.check_terminal_velocity(lambda lr, g, m: lr * np.linalg.norm(g.astype(np.float64)) / (1 - m)) is None
+
+
+def test_terminal_velocity_is_checked_on_float32_gradients():
+    def float64_only(lr, g, m):
+        return lr * np.linalg.norm(g) / (1 - m) if g.dtype == np.float64 else 0.0
+    fails(checks.check_terminal_velocity, float64_only, "(float32)")
 
 
 @pytest.mark.parametrize("fn, needle", [

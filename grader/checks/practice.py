@@ -547,25 +547,32 @@ def check_standard_error(standard_error):
                 })
 
 
+def _terminal_velocity_mistakes(lr: float, g: np.ndarray, momentum: float) -> dict[str, float]:
+    norm = float(np.linalg.norm(g))
+    return {
+        "1/(1 + α): the geometric series 1 + α + α² + … sums to 1/(1 − α)": lr * norm / (1 + momentum),
+        "α/(1 − α): the series starts at 1 (the current gradient counts fully)": lr * norm * momentum / (1 - momentum),
+        "1/(1 − α)²: the velocity is one geometric series, not two": lr * norm / (1 - momentum) ** 2,
+        "‖g‖ must be the Euclidean norm, not the sum of |g_i|": lr * float(np.abs(g).sum()) / (1 - momentum),
+        "‖g‖² instead of ‖g‖": lr * norm ** 2 / (1 - momentum),
+        "lr is missing: each step adds lr·g to the velocity": norm / (1 - momentum),
+    }
+
+
 @check
 def check_terminal_velocity(terminal_velocity):
-    """Gradients of shapes (1,), (3,), (2, 3); momenta 0 to 0.99."""
+    """Gradients of shapes (1,) to (2, 3), in float64 and float32; momenta 0 to 0.99."""
     spec = SPEC["terminal_velocity"]
-    gen = C.rng("terminal_velocity")
+    cases = ((0.2, (3,), 0.9), (0.01, (1,), 0.0), (0.5, (2, 3), 0.5), (0.001, (4,), 0.99))
     with C.guard(spec) as reference:
-        for lr, shape, momentum in ((0.2, (3,), 0.9), (0.01, (1,), 0.0), (0.5, (2, 3), 0.5), (0.001, (4,), 0.99)):
-            g = gen.standard_normal(shape)
-            what = f"terminal_velocity(lr={lr}, grad of shape {shape}, momentum={momentum})"
-            got = C.call(terminal_velocity, lr, g, momentum, what=what)
-            norm = float(np.linalg.norm(g))
-            _check_scalar(got, reference(lr, g, momentum), what, spec.tol("float64"), {
-                "1/(1 + α): the geometric series 1 + α + α² + … sums to 1/(1 − α)": lr * norm / (1 + momentum),
-                "α/(1 − α): the series starts at 1 (the current gradient counts fully)": lr * norm * momentum / (1 - momentum),
-                "1/(1 − α)²: the velocity is one geometric series, not two": lr * norm / (1 - momentum) ** 2,
-                "‖g‖ must be the Euclidean norm, not the sum of |g_i|": lr * float(np.abs(g).sum()) / (1 - momentum),
-                "‖g‖² instead of ‖g‖": lr * norm ** 2 / (1 - momentum),
-                "lr is missing: each step adds lr·g to the velocity": norm / (1 - momentum),
-            })
+        for dtype in spec.dtypes:
+            gen = C.rng("terminal_velocity", dtype)
+            for lr, shape, momentum in cases:
+                g = gen.standard_normal(shape).astype(dtype)
+                what = f"terminal_velocity(lr={lr}, grad of shape {shape} ({dtype}), momentum={momentum})"
+                got = C.call(terminal_velocity, lr, g, momentum, what=what)
+                _check_scalar(got, reference(lr, g, momentum), what, spec.tol(dtype),
+                              _terminal_velocity_mistakes(lr, g.astype(np.float64), momentum))
 
 
 def _net(w1, b1, w2, x, activation):
