@@ -3,7 +3,8 @@
 Public names: :class:`Tensor`, :func:`tensor`, :class:`Parameter`, :func:`no_grad`,
 :func:`enable_grad`, :func:`use` (pick the array backend), :func:`to_numpy`; and the
 submodules ``ops``, ``losses``, ``gradcheck``, ``init``, ``nn``, ``optim``, ``schedules``,
-``train``, ``data`` and ``plots`` (matplotlib is imported only when plotting).
+``train``, ``data`` and ``plots`` (matplotlib is imported only when plotting); ``analysis``,
+``backprop`` and ``symmetry`` hold small closed forms that 06_training_in_practice checks.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {"losses", "gradcheck", "init", "nn", "optim", "schedules", "train", "data", "plots",
-         "functional", "testing"}
+         "functional", "testing", "analysis", "backprop", "symmetry"}
 
 
 def __getattr__(name: str) -> Any:

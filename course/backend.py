@@ -120,6 +120,9 @@ def use(backend: str) -> Any:
     explicitly (``Tensor.to()``, ``Module.to()``).
     """
     global name, xp, device
+    if not isinstance(backend, str):  # an array or Tensor compared with "numpy" would pass as one
+        raise TypeError(f"use() takes the backend's name as a string, got {type(backend).__name__}: "
+                        "call course.use('numpy'), course.use('cupy') or course.use('array_api_strict').")
     if backend == "numpy":
         ns, dev = _numpy_namespace(), None
     elif backend == "cupy":

@@ -1,4 +1,4 @@
-"""The five real assignments, end to end with real nbgrader (once each: the slow part of CI).
+"""The six real assignments, end to end with real nbgrader (once each: the slow part of CI).
 
 - ``notebooks/`` is exactly what ``build`` makes of ``solutions/``; the releases hold no hidden
   test, rubric or grader reference; the catalog matches the graded cells;
@@ -29,9 +29,9 @@ pytestmark = pytest.mark.slow
 ASSIGNMENTS = Course.at(REPO_ROOT).assignments()
 
 
-def test_there_are_five_assignments():
+def test_there_are_six_assignments():
     assert ASSIGNMENTS == ["01_autodiff", "02_optimizers", "03_initialization", "04_batchnorm",
-                           "05_regularization"]
+                           "05_regularization", "06_training_in_practice"]
 
 
 def test_solutions_full_marks_releases_zero_and_notebooks_in_sync(tmp_path):
@@ -42,7 +42,7 @@ def test_solutions_full_marks_releases_zero_and_notebooks_in_sync(tmp_path):
     assert len([line for line in lines if "solution: autograde took" in line]) == len(ASSIGNMENTS)
 
 
-@pytest.mark.parametrize("assignment", ["02_optimizers", "05_regularization"])
+@pytest.mark.parametrize("assignment", ["02_optimizers", "05_regularization", "06_training_in_practice"])
 def test_half_done_submissions_grade_between_and_feedback_hides_tests(tmp_path, assignment):
     course = Course.at(REPO_ROOT, tmp_path / "work")
     build(course, [assignment], release_root=tmp_path / "release")  # registers it in this gradebook

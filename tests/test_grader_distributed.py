@@ -135,7 +135,7 @@ def test_postgresql_gradebook_records_exactly_like_sqlite(serial, tmp_path_facto
     assert "0 submission(s) graded" in capsys.readouterr().out
 
 
-# The course's own five assignments, on both gradebooks: a gradebook has no cell order, and
+# Every assignment of the course, on both gradebooks: a gradebook has no cell order, and
 # PostgreSQL returns cells in another order than SQLite. Per notebook: the model solution,
 # every other answer left undone, and a tampering one (its first answer cell silences every
 # hidden check that follows).
