@@ -134,7 +134,7 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     ``0.1`` (lose 10% of the score per started day late, :class:`DailyPenalty`). ``timeout``:
     seconds one cell may run.
     """
-    from grader.feedback import HideHiddenTests  # nbconvert-heavy; only graders need it
+    from grader.results.feedback import HideHiddenTests  # nbconvert-heavy; only graders need it
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 

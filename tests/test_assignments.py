@@ -14,11 +14,11 @@ from __future__ import annotations
 import pytest
 
 from grader.config import REPO_ROOT, Course
-from grader.build import build
-from grader.check import check_course
+from grader.release.build import build
+from grader.release.check import check_course
 from grader.demo import fabricate
-from grader.feedback import generate_feedback
-from grader.scheduler import autograde
+from grader.results.feedback import generate_feedback
+from grader.autograde.scheduler import autograde
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import pytest
 
 from fixtures.attacks import kit
 from grader.cli import main
-from grader.collect import collect, name_key, student_id
+from grader.autograde.collect import collect, name_key, student_id
 from grader.config import Course
 
 ASG = kit.ASG

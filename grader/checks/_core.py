@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.agent import Remote, RemoteClass, type_name, where
+from grader.kernel.agent import Remote, RemoteClass, type_name, where
 from grader.catalog import Exercise, load_module_specs
 from grader.checks import CheckFailed
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from grader.audit import load_summary
+from grader.autograde.record import load_summary
 from grader.config import Course
 
 __all__ = ["report", "mistakes"]

@@ -102,7 +102,7 @@ def _shrink_images(page: Path) -> None:
 
 def _not_graded_pages(course: Course, assignment: str, students: list[str] | None) -> list[Path]:
     """A page for each recorded notebook that has none: it was missing or unreadable."""
-    from grader.audit import load_summary
+    from grader.autograde.record import load_summary
 
     pages = []
     for student, entry in load_summary(course, assignment)["submissions"].items():

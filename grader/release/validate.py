@@ -35,7 +35,7 @@ def validate(path: Path, *, root: Path = REPO_ROOT, timeout: int = 60) -> tuple[
                        "or restore it from the release notebook and copy your answers back")
     config = Config()
     config.Execute.timeout = timeout
-    log = logging.getLogger("grader.validate")
+    log = logging.getLogger("grader.release.validate")
     log.setLevel(logging.ERROR)
     validator = Validator(config=config, log=log)
     with environment(kernel_env(root)):

@@ -1,5 +1,5 @@
 """Isolation and resource limits of grading kernels (the grader's side; the launcher itself is
-:mod:`grader._jail`).
+:mod:`grader.sandbox.jail`).
 
 Each notebook of a submission runs in its own kernel, started by :class:`SandboxKernelManager`
 inside a :class:`KernelBox`, with the strongest isolation this host allows (:func:`isolation`):
@@ -50,12 +50,12 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Any as AnyTrait
 
-from grader._jail import kill_uid  # the jail runs stdlib-only; its killer serves both
+from grader.sandbox.jail import kill_uid  # the jail runs stdlib-only; its killer serves both
 from grader.config import BLAS_THREAD_VARS
 
 __all__ = ["Limits", "isolation", "KernelBox", "SandboxKernelManager", "MODES", "exit_reason"]
 
-JAIL = Path(__file__).resolve().with_name("_jail.py")
+JAIL = Path(__file__).resolve().with_name("jail.py")
 MODES = ("namespaces", "uid", "none")
 ISOLATION_ENV = "GRADER_ISOLATION"
 HOME = "/home/student"     # the kernel's home in the namespaces mode
@@ -311,7 +311,7 @@ class KernelBox:
 # -- the kernel manager --------------------------------------------------------------------------------
 
 class SandboxKernelManager(AsyncKernelManager):
-    """Starts the kernel through :mod:`grader._jail` in ``box``; always this interpreter's
+    """Starts the kernel through :mod:`grader.sandbox.jail` in ``box``; always this interpreter's
     ipykernel, whatever kernel name the notebook asks for."""
 
     box = AnyTrait(allow_none=True)

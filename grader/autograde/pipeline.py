@@ -5,8 +5,8 @@
   nbgrader's autograde there, and returns plain data: scores, comments, flags, times and the
   autograded notebooks' bytes. It touches nothing outside its scratch folder, so a process pool
   or a Dask worker can run it; jobs and results pickle.
-- :func:`grader.audit.record` is the single writer: it merges a result into the main
-  gradebook, ``work/autograded/`` and the audit tables; :func:`grader.scheduler.autograde`
+- :func:`grader.autograde.record.record` is the single writer: it merges a result into the main
+  gradebook, ``work/autograded/`` and the audit tables; :func:`grader.autograde.scheduler.autograde`
   decides what needs grading, runs the jobs (here, in worker processes or on Dask) and
   records the results from one process.
 
@@ -32,11 +32,11 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 
 from grader.config import BLAS_THREAD_VARS, Course, GraderError, nbgrader_config
-from grader.execute import Context, NotebookRun, SandboxExecute
+from grader.autograde.execute import Context, NotebookRun, SandboxExecute
 from grader.nb import run_converter
-from grader.preflight import Prepared, TemplateNotebook, load_template, prepare
-from grader.judge import expected_checks, judge
-from grader.sandbox import Limits, isolation
+from grader.autograde.preflight import Prepared, TemplateNotebook, load_template, prepare
+from grader.autograde.score import expected_checks, judge
+from grader.sandbox.box import Limits, isolation
 
 __all__ = ["Job", "Result", "NotebookResult", "grade_submission", "make_template", "checks_version",
            "make_job", "assignment_files", "kernel_library"]
@@ -57,7 +57,7 @@ class Job:
     late_penalty: str = "none"           # see grader.config.nbgrader_config
     checks_version: str = ""
     settings: str = ""                   # grading settings (penalty, timeout, due date) as text
-    limits: dict[str, float] = field(default_factory=dict)  # grader.sandbox.Limits overrides
+    limits: dict[str, float] = field(default_factory=dict)  # grader.sandbox.box.Limits overrides
 
     @property
     def sha256(self) -> str:
@@ -107,7 +107,7 @@ class Result:
     notebooks: list[NotebookResult] = field(default_factory=list)
     log: str = ""
     flags: list[str] = field(default_factory=list)   # every notebook's flags, "<notebook>: <flag>"
-    isolation: str = ""                               # grader.sandbox mode the kernels ran in
+    isolation: str = ""                               # grader.sandbox.box mode the kernels ran in
 
     @property
     def score(self) -> float:
@@ -151,9 +151,9 @@ def checks_version(course: Course, assignment: str | None = None) -> str:
 
 def kernel_library(course_root: Path) -> Path:
     """A folder holding the student edition of ``course_root``'s ``course/`` (see
-    :func:`grader.build.edition_library`): what grading kernels import. Built once per host and
+    :func:`grader.release.build.edition_library`): what grading kernels import. Built once per host and
     content (library and catalogs), in a private folder that sandbox uids may read."""
-    from grader.build import edition_library
+    from grader.release.build import edition_library
 
     course = Course(course_root, course_root)
     h = hashlib.sha256()
@@ -187,7 +187,7 @@ def make_template(db_url: str, assignment: str, release: Path) -> bytes:
     """An SQLite gradebook holding only ``assignment``'s structure (due date, notebooks, cells,
     source of locked cells), copied from the gradebook at ``db_url``. Cells are written in the
     order of the release notebooks in ``release`` (a gradebook has no cell order: PostgreSQL
-    returns them in any order), which :func:`grader.preflight.load_template` reads back."""
+    returns them in any order), which :func:`grader.autograde.preflight.load_template` reads back."""
     with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp:
         path = Path(tmp) / "template.db"
         with Gradebook(db_url) as main, Gradebook(f"sqlite:///{path}") as tpl:
@@ -224,13 +224,13 @@ def _release_order(path: Path) -> dict[str, int]:
 def grade_submission(job: Job) -> Result:
     """Autograde one submission in a scratch course and return its grades as plain data.
 
-    1. :func:`grader.preflight.prepare` matches the submitted files to the assignment's
+    1. :func:`grader.autograde.preflight.prepare` matches the submitted files to the assignment's
        notebooks and repairs them (unreadable, missing, renamed, stripped, reordered...);
     2. nbgrader's autograde runs each notebook in its own sandboxed kernel
-       (:class:`grader.execute.SandboxExecute`, limits of :class:`grader.sandbox.Limits`);
+       (:class:`grader.autograde.execute.SandboxExecute`, limits of :class:`grader.sandbox.box.Limits`);
     3. the hidden checks run in a checker process next to each kernel, which holds no
        answer (it runs the student edition of ``course``); their verdicts decide which cells
-       keep nbgrader's score (:mod:`grader.judge`); tampering scores 0 and is flagged.
+       keep nbgrader's score (:mod:`grader.autograde.score`); tampering scores 0 and is flagged.
 
     Outcome ``graded`` whenever the submission could be looked at (each notebook has its own
     outcome); ``error`` only when the grader itself could not run (bad limits, no gradebook).

@@ -35,7 +35,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from grader.config import Course, GraderError
 
 if TYPE_CHECKING:
-    from grader.grading import Result
+    from grader.autograde.pipeline import Result
 
 __all__ = ["Recorder", "Inputs", "record", "load_summary", "write_summary", "audit_log", "FAILED",
            "open_gradebook", "answer_texts"]

@@ -1,6 +1,6 @@
 """Which hidden checks a graded cell runs, and whether nbgrader's score of the cell stands.
 
-The verdict of a hidden check is the checker's (:mod:`grader.checker`): it ran the check in a
+The verdict of a hidden check is the checker's (:mod:`grader.kernel.checker`): it ran the check in a
 process of its own while the kernel answered its calls. :func:`judge` decides each graded
 cell from those verdicts: nbgrader's score stands only if every hidden check of the cell ran
 and passed there. A check that did not run although the cell shows no error, one that failed
