@@ -32,7 +32,7 @@ from typing import Any
 
 _PUBLIC = {
     "Course": "config", "GraderError": "config", "nbgrader_config": "config",
-    "build": "release.build", "student_edition": "release.build", "check_course": "release.check",
+    "build": "release.build", "student_edition": "release.build", "check_course": "check",
     "collect": "autograde.collect", "Job": "autograde.pipeline", "Result": "autograde.pipeline",
     "grade_submission": "autograde.pipeline", "record": "autograde.record", "autograde": "autograde.scheduler",
     "generate_feedback": "results.feedback", "export_grades": "results.export",

@@ -54,7 +54,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from grader.release.check import check_course
+    from grader.check import check_course
 
     problems = check_course(_course(args), args.assignments or None, timeout=args.timeout)
     if problems:

@@ -26,6 +26,7 @@ from traitlets import Float
 from traitlets.config import Config
 
 from grader.catalog import Catalog, load_catalog
+from grader.errors import GraderError
 
 __all__ = ["Course", "GraderError", "DailyPenalty", "nbgrader_config", "kernel_env", "environment",
            "REPO_ROOT", "DB_ENV", "BLAS_THREAD_VARS"]
@@ -49,10 +50,6 @@ def _alembic_head() -> str:
 nbgrader.api.get_alembic_version = _alembic_head
 # nbgrader 0.9 with SQLAlchemy 2.1 warns on every submission it creates; the warning is harmless.
 warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
-
-
-class GraderError(RuntimeError):
-    """A grading step cannot go on; the message says what is wrong and what to do."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,7 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     ``0.1`` (lose 10% of the score per started day late, :class:`DailyPenalty`). ``timeout``:
     seconds one cell may run.
     """
-    from grader.results.feedback import HideHiddenTests  # nbconvert-heavy; only graders need it
+    from grader.nb import HideHiddenTests  # nbconvert-heavy; only graders need it
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 

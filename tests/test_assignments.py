@@ -15,7 +15,7 @@ import pytest
 
 from grader.config import REPO_ROOT, Course
 from grader.release.build import build
-from grader.release.check import check_course
+from grader.check import check_course
 from grader.demo import fabricate
 from grader.results.feedback import generate_feedback
 from grader.autograde.scheduler import autograde

@@ -18,7 +18,7 @@ from nbgrader.api import Gradebook
 
 from grader.autograde.record import load_summary, record
 from grader.release.build import student_edition, verify_release
-from grader.release.check import check_course
+from grader.check import check_course
 from grader.cli import main
 from grader.config import REPO_ROOT, Course
 from grader.results.export import export_grades, import_manual, manual_template

@@ -19,7 +19,8 @@ from grader.checks import CheckFailed, check
 from grader.checks import _core as C
 from grader.autograde.collect import Parsed, Roster, collect, parse_filename
 from grader.config import REPO_ROOT, Course, DailyPenalty, GraderError, nbgrader_config
-from grader.results.feedback import HideHiddenTests, verify_feedback
+from grader.nb import HideHiddenTests
+from grader.results.feedback import verify_feedback
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grader"
 

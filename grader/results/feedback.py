@@ -18,31 +18,14 @@ import io
 import re
 from pathlib import Path
 
-from nbconvert.exporters.exporter import ResourcesDict
-from nbformat import NotebookNode
-from nbgrader.preprocessors import ClearHiddenTests
 
 from grader.config import Course, GraderError
 
-__all__ = ["HideHiddenTests", "generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH"]
+__all__ = ["generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH"]
 
 #: Widest embedded image of a feedback page, in pixels (a plot stays readable at this width).
 IMAGE_WIDTH = 480
 _IMAGE = re.compile(r'(src="data:image/png;base64,)([A-Za-z0-9+/=\s]+)(")')
-
-
-class HideHiddenTests(ClearHiddenTests):
-    """Drop hidden-test regions and shorten the tracebacks of the cells that had one."""
-
-    enforce_metadata = False  # feedback only reads; the source was validated at build time
-
-    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict,
-                        index: int) -> tuple[NotebookNode, ResourcesDict]:
-        if self._remove_hidden_test_region(cell):
-            for output in cell.get("outputs", []):
-                if output.output_type == "error":
-                    output.traceback = [f"{output.ename}: {output.evalue}"]
-        return cell, resources
 
 
 def forbidden_texts(course: Course, assignment: str) -> list[str]:
