@@ -38,7 +38,8 @@ from nbgrader.preprocessors import Execute
 from grader.kernel.checker import Checker
 from grader.autograde.score import expected_checks
 from grader.nb import split_hidden
-from grader.sandbox.box import BOX, KernelBox, Limits, SandboxKernelManager, exit_reason
+from grader.sandbox.box import BOX, KernelBox, SandboxKernelManager
+from grader.sandbox.limits import Limits, exit_reason
 
 __all__ = ["SandboxExecute", "NotebookRun", "CellRun", "Context"]
 
