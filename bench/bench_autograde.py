@@ -19,12 +19,12 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from grader.audit import load_summary  # noqa: E402
-from grader.build import build  # noqa: E402
+from grader.autograde.record import load_summary  # noqa: E402
+from grader.release.build import build  # noqa: E402
 from grader.config import REPO_ROOT, Course  # noqa: E402
-from grader.fabricate import assemble_course, fill_submission  # noqa: E402
+from grader.release.fabricate import assemble_course, fill_submission  # noqa: E402
 from grader.nb import read_notebook, write_notebook  # noqa: E402
-from grader.scheduler import autograde  # noqa: E402
+from grader.autograde.scheduler import autograde  # noqa: E402
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "grader"
 TARGET = 1.7
@@ -35,7 +35,7 @@ def prepare(tmp: Path, assignment: str | None) -> tuple[Course, str, Path]:
     checks under it) and a built gradebook for ``assignment`` (None: the tests' fixture
     assignment); returns (course with a seed working area, assignment, release folder)."""
     if assignment is None:
-        grader_core = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "grader").glob("*.py"))]
+        grader_core = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "grader").rglob("*.py")) if "checks" not in p.parts]
         root = assemble_course(tmp / "root", [*grader_core, "grader/checks/__init__.py", "grader/checks/_core.py",
                                               "course/testing.py", "pyproject.toml"], overlay=FIXTURE)
         assignment = "00_fixture"

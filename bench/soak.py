@@ -27,9 +27,9 @@ import nbformat  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
 
 from bench_autograde import prepare  # noqa: E402
-from grader.audit import audit_log, load_summary  # noqa: E402
+from grader.autograde.record import audit_log, load_summary  # noqa: E402
 from grader.config import REPO_ROOT  # noqa: E402
-from grader.fabricate import fill_submission  # noqa: E402
+from grader.release.fabricate import fill_submission  # noqa: E402
 from grader.nb import read_notebook  # noqa: E402
 
 Notebook = nbformat.NotebookNode

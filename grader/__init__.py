@@ -32,10 +32,11 @@ from typing import Any
 
 _PUBLIC = {
     "Course": "config", "GraderError": "config", "UsageError": "config", "nbgrader_config": "config",
-    "build": "build", "student_edition": "build", "check_course": "check", "collect": "collect",
-    "Job": "grading", "Result": "grading", "grade_submission": "grading", "record": "audit",
-    "autograde": "scheduler", "generate_feedback": "feedback", "export_grades": "export",
-    "import_manual": "export", "report": "report", "validate": "validate",
+    "build": "release.build", "student_edition": "release.build", "check_course": "check",
+    "collect": "autograde.collect", "Job": "autograde.pipeline", "Result": "autograde.pipeline",
+    "grade_submission": "autograde.pipeline", "record": "autograde.record", "autograde": "autograde.scheduler",
+    "generate_feedback": "results.feedback", "export_grades": "results.export",
+    "import_manual": "results.export", "report": "results.report", "validate": "release.validate",
     "load_catalog": "catalog", "main": "cli",
 }
 __all__ = sorted(_PUBLIC)

@@ -7,11 +7,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from grader.build import build, compare_release, locate, stub_function
+from grader.release.build import build, compare_release, locate, stub_function
 from grader.catalog import Catalog
 from grader.config import Course, GraderError
-from grader.feedback import forbidden_texts
-from grader.grading import Result, checks_version, grade_submission, make_job, make_template
+from grader.results.feedback import forbidden_texts
+from grader.autograde.pipeline import Result, checks_version, grade_submission, make_job, make_template
 from grader.nb import read_notebook
 
 __all__ = ["check_course", "catalog_problems"]

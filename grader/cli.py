@@ -31,11 +31,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grader.collect import ZipLimits
+from grader.autograde.collect import ZipLimits
 from grader.config import DB_ENV, Course, GraderError, UsageError
 
 if TYPE_CHECKING:
-    from grader.grading import Result
+    from grader.autograde.pipeline import Result
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ def _course(args: argparse.Namespace) -> Course:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from grader.build import build, student_edition, verify_release
+    from grader.release.build import build, student_edition, verify_release
 
     course = _course(args)
     course.check_assignment(*args.assignments)
@@ -79,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     """Exit 0: every file collected; 1: collected, but the students and files listed need
     attention; 2: nothing collected, the command's input is wrong."""
-    from grader.collect import collect
+    from grader.autograde.collect import collect
 
     course = _course(args)
     limits = ZipLimits(max_bytes=args.max_unzipped_mb << 20, max_members=args.max_members)
@@ -112,7 +112,7 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    from grader.scheduler import autograde
+    from grader.autograde.scheduler import autograde
 
     course = _course(args)
     course.check_assignment(args.assignment)
@@ -165,7 +165,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from grader.feedback import generate_feedback
+    from grader.results.feedback import generate_feedback
 
     course = _course(args)
     course.check_assignment(args.assignment)
@@ -175,7 +175,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_manual(args: argparse.Namespace) -> int:
-    from grader.export import import_manual, manual_template
+    from grader.results.export import import_manual, manual_template
 
     course = _course(args)
     if args.action == "template":
@@ -194,7 +194,7 @@ def cmd_manual(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from grader.export import export_grades, parse_canvas_ids
+    from grader.results.export import export_grades, parse_canvas_ids
 
     course = _course(args)
     out = Path(args.out or course.work / "exports" / f"grades-{args.format}.csv")
@@ -215,7 +215,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from grader.report import mistakes, report
+    from grader.results.report import mistakes, report
 
     course = _course(args)
     course.check_assignment(args.assignment)
@@ -229,7 +229,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from grader.validate import validate
+    from grader.release.validate import validate
 
     ok, text = validate(Path(args.notebook), root=_course(args).root, timeout=args.timeout)
     print(text)
@@ -354,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
             "(an assignment nobody has a grade in has no column, no submission is an empty cell)")
     p.add_argument("--roster", required=True, help="CSV student_id,name,lms_id; canvas may use sis_user_id, "
                    "sis_login_id, section; moodle needs email or id_number")
-    p.add_argument("--format", choices=["generic", "canvas", "moodle"], default="generic",  # grader.export.FORMATS
+    p.add_argument("--format", choices=["generic", "canvas", "moodle"], default="generic",  # grader.results.export.FORMATS
                    help="generic (student_id,name,lms_id, one column per assignment), canvas (gradebook "
                    "import CSV) or moodle (CSV grade import); default generic")
     p.add_argument("--out", help="CSV to write (default WORK/exports/grades-FORMAT.csv)")

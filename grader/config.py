@@ -26,6 +26,7 @@ from traitlets import Float
 from traitlets.config import Config
 
 from grader.catalog import Catalog, load_catalog
+from grader.errors import GraderError, UsageError
 
 __all__ = ["Course", "GraderError", "UsageError", "read_input", "DailyPenalty", "nbgrader_config", "kernel_env",
            "environment", "REPO_ROOT", "DB_ENV", "BLAS_THREAD_VARS"]
@@ -49,21 +50,6 @@ def _alembic_head() -> str:
 nbgrader.api.get_alembic_version = _alembic_head
 # nbgrader 0.9 with SQLAlchemy 2.1 warns on every submission it creates; the warning is harmless.
 warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
-
-
-class GraderError(RuntimeError):
-    """A grading step cannot go on; the message says what is wrong and what to do.
-    ``python -m grader`` prints it as one paragraph and exits with :attr:`exit_status`."""
-
-    exit_status = 1  # a grading failure: something could not be graded or written
-
-
-class UsageError(GraderError):
-    """The command's input is wrong, and nothing was done: a missing or unknown assignment, an
-    unreadable or corrupt file (zip, notebook, roster, CSV), a bad option value or database URL,
-    a gradebook or scheduler that cannot be reached. The message names the fix."""
-
-    exit_status = 2
 
 
 def read_input(path: Path, what: str) -> str:
@@ -166,7 +152,7 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     ``0.1`` (lose 10% of the score per started day late, :class:`DailyPenalty`). ``timeout``:
     seconds one cell may run.
     """
-    from grader.feedback import HideHiddenTests  # nbconvert-heavy; only graders need it
+    from grader.nb import HideHiddenTests  # nbconvert-heavy; only graders need it
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 

@@ -13,12 +13,12 @@ import shutil
 import time
 from pathlib import Path
 
-from grader.build import build
+from grader.release.build import build
 from grader.cli import main as grader_cli
 from grader.config import Course
-from grader.fabricate import fill_submission
+from grader.release.fabricate import fill_submission
 from grader.nb import read_notebook, write_notebook
-from grader.report import report
+from grader.results.report import report
 
 STUDENTS = ("ada", "ben", "cy")
 

@@ -11,12 +11,13 @@ from typing import Any
 import nbformat
 from nbgrader.converters.base import BaseConverter
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.config import Config
 
-from grader.config import GraderError
+from grader.errors import GraderError
 
 __all__ = ["run_converter", "read_notebook", "write_notebook", "hidden_test_lines", "split_hidden",
-           "without_solution_markers",
+           "without_solution_markers", "HideHiddenTests",
            "HIDDEN_BEGIN", "HIDDEN_END"]
 
 HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"  # nbgrader's delimiters (matched as substrings)
@@ -97,3 +98,20 @@ def without_solution_markers(source: str) -> str:
 def hidden_test_lines(nb: nbformat.NotebookNode) -> list[str]:
     """The non-blank lines inside hidden-test regions of a source notebook."""
     return [line.strip() for cell in nb.cells for line in split_hidden(cell.source)[1] if line.strip()]
+
+
+class HideHiddenTests(ClearHiddenTests):
+    """Feedback's preprocessor: drop a cell's hidden-test regions (by :func:`split_hidden`) and
+    shorten the tracebacks of the cells that had one to ``ExceptionName: message``."""
+
+    enforce_metadata = False  # feedback only reads; the source was validated at build time
+
+    def preprocess_cell(self, cell: nbformat.NotebookNode, resources: Any,
+                        index: int) -> tuple[nbformat.NotebookNode, Any]:
+        visible, _ = split_hidden(cell.source)
+        if len(visible) < len(cell.source.splitlines()):  # a marker or hidden line was dropped
+            cell.source = "\n".join(visible)
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    output.traceback = [f"{output.ename}: {output.evalue}"]
+        return cell, resources

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import nbformat
 
-from grader.build import build
+from grader.release.build import build
 from grader.config import Course, UsageError
-from grader.grading import NotebookResult, Result, checks_version, grade_submission, make_job, make_template
+from grader.autograde.pipeline import NotebookResult, Result, checks_version, grade_submission, make_job, make_template
 
 __all__ = ["selfcheck", "ExerciseLine", "exercise_lines", "render"]
 

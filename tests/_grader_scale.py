@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from nbgrader.api import Gradebook
 
-from grader.audit import load_summary
+from grader.autograde.record import load_summary
 from grader.cli import main
 from grader.config import Course
-from grader.fabricate import assemble_course, fill_submission
+from grader.release.fabricate import assemble_course, fill_submission
 from grader.nb import read_notebook, write_notebook
-from grader.scheduler import autograde
+from grader.autograde.scheduler import autograde
 from test_grader_pipeline import ASG, DELEGATING, FIXTURE, GRADER_CORE, WRONG_SQUARE
 
 __all__ = ["ASG", "GRADING", "STUDENTS", "jupyter_env", "seed", "fresh_work", "serial_baseline", "snapshot"]

@@ -18,11 +18,11 @@ import nbformat
 import pytest
 
 from grader.config import REPO_ROOT, Course
-from grader.build import build
+from grader.release.build import build
 from grader.check import check_course
 from grader.demo import fabricate
-from grader.feedback import generate_feedback
-from grader.scheduler import autograde
+from grader.results.feedback import generate_feedback
+from grader.autograde.scheduler import autograde
 
 pytestmark = pytest.mark.slow
 

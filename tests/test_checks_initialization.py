@@ -16,6 +16,7 @@ import pytest
 import course.init as I
 from _checks import fails
 from grader.checks import initialization as chk
+from grader.nb import split_hidden
 
 
 def unguarded(fn):
@@ -459,8 +460,7 @@ def test_catalog_and_hidden_lines_match_the_solution_notebook():
         assert cell.metadata["nbgrader"]["points"] == spec.points, gid
         assert (cell.cell_type == "markdown") == (spec.kind == "written"), gid
     auto = {gid for gid, cell in graded.items() if cell.cell_type == "code"}
-    hidden = [cell.source.split("### BEGIN HIDDEN TESTS\n")[1].split("\n### END HIDDEN TESTS")[0]
-              for gid, cell in graded.items() if gid in auto]
+    hidden = ["\n".join(split_hidden(cell.source)[1]) for gid, cell in graded.items() if gid in auto]
     assert sorted(hidden) == sorted(
         f"from grader.checks import initialization as _c; _c.check_{g}({g})" for g in auto)
     assert all(hasattr(chk, f"check_{g}") for g in auto)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from fixtures.attacks import kit
-from grader.sandbox import isolation
+from grader.sandbox.box import isolation
 
 pytestmark = pytest.mark.slow
 

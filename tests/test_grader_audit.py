@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from _grader_scale import ASG, GRADING, fresh_work, jupyter_env, serial_baseline, snapshot
-from grader.audit import FAILED, Recorder, audit_log, load_summary
+from grader.autograde.record import FAILED, Recorder, audit_log, load_summary
 from grader.config import REPO_ROOT, Course
-from grader.grading import checks_version, make_job
-from grader.scheduler import autograde, failed_result
+from grader.autograde.pipeline import checks_version, make_job
+from grader.autograde.scheduler import autograde, failed_result
 
 pytestmark = pytest.mark.slow
 

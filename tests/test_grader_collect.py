@@ -23,7 +23,7 @@ import pytest
 
 from fixtures.attacks import kit
 from grader.cli import main
-from grader.collect import ZipLimits, collect, name_key, student_id
+from grader.autograde.collect import ZipLimits, collect, name_key, student_id
 from grader.config import Course, UsageError
 
 ASG = kit.ASG

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from _grader_scale import ASG, GRADING, STUDENTS, fresh_work, jupyter_env, serial_baseline, snapshot
-from grader.audit import audit_log, load_summary
+from grader.autograde.record import audit_log, load_summary
 from grader.cli import main
 from grader.config import REPO_ROOT, Course
-from grader.fabricate import assemble_course, fill_submission
+from grader.release.fabricate import assemble_course, fill_submission
 from grader.nb import read_notebook, write_notebook
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from nbgrader.api import Gradebook
 from fixtures.attacks import kit
 from grader.cli import main
 from grader.config import Course, GraderError
-from grader.export import MANUAL_COLUMNS, export_grades, import_manual, manual_template, parse_canvas_ids
+from grader.results.export import MANUAL_COLUMNS, export_grades, import_manual, manual_template, parse_canvas_ids
 
 CANVAS_STUDENT = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 ROSTER = ("student_id,name,lms_id,email,sis_user_id,section\n"

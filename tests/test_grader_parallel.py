@@ -13,10 +13,10 @@ import time
 import pytest
 
 from _grader_scale import ASG, GRADING, STUDENTS, fresh_work, jupyter_env, serial_baseline, snapshot
-from grader.audit import FAILED, audit_log, load_summary
+from grader.autograde.record import FAILED, audit_log, load_summary
 from grader.cli import main
 from grader.config import BLAS_THREAD_VARS, kernel_env
-from grader.scheduler import autograde
+from grader.autograde.scheduler import autograde
 
 pytestmark = pytest.mark.slow
 

@@ -16,19 +16,19 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from grader.audit import load_summary, record
-from grader.build import student_edition, verify_release
+from grader.autograde.record import load_summary, record
+from grader.release.build import student_edition, verify_release
 from grader.check import check_course
 from grader.cli import main
 from grader.config import REPO_ROOT, Course
-from grader.export import export_grades, import_manual, manual_template
-from grader.fabricate import assemble_course, fill_submission
-from grader.feedback import forbidden_texts, generate_feedback
-from grader.grading import grade_submission, make_job, make_template
+from grader.results.export import export_grades, import_manual, manual_template
+from grader.release.fabricate import assemble_course, fill_submission
+from grader.results.feedback import forbidden_texts, generate_feedback
+from grader.autograde.pipeline import grade_submission, make_job, make_template
 from grader.nb import read_notebook, write_notebook
-from grader.report import report
-from grader.scheduler import autograde
-from grader.validate import validate
+from grader.results.report import report
+from grader.autograde.scheduler import autograde
+from grader.release.validate import validate
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ ASG = "00_fixture"
 
 WRONG_SQUARE = "def square(x):\n    return x + x if x.size > 3 else x * x"   # right on the visible test
 # The grader package without the real assignments' checks: the fixture brings its own.
-GRADER_CORE = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "grader").glob("*.py"))] + [
+GRADER_CORE = [str(p.relative_to(REPO_ROOT)) for p in sorted((REPO_ROOT / "grader").rglob("*.py")) if "checks" not in p.parts] + [
     "grader/checks/__init__.py", "grader/checks/_core.py"]
 DELEGATING = "from course.fixture_ref import square as _lib\n\ndef square(x):\n    return _lib(x)"
 

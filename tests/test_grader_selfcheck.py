@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from grader.config import REPO_ROOT
-from grader.fabricate import fill_submission
+from grader.release.fabricate import fill_submission
 from grader.nb import without_solution_markers
 
 pytestmark = pytest.mark.slow

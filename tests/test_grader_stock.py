@@ -14,7 +14,7 @@ import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
 from fixtures.attacks import kit
-from grader.audit import load_summary
+from grader.autograde.record import load_summary
 from grader.cli import main
 
 pytestmark = pytest.mark.slow

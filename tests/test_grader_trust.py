@@ -13,7 +13,7 @@ import json
 import pytest
 
 from fixtures.attacks import kit
-from grader.sandbox import MODES, _works, isolation
+from grader.sandbox.box import MODES, _works, isolation
 
 pytestmark = pytest.mark.slow
 

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from course.testing import assert_close, assert_shape
-from grader.build import stub_function
+from grader.release.build import stub_function
 from grader.catalog import CatalogError, Exercise, load_catalog
 from grader.checks import CheckFailed, check
 from grader.checks import _core as C
-from grader.collect import Parsed, Roster, collect, parse_filename
+from grader.autograde.collect import Parsed, Roster, collect, parse_filename
 from grader.config import REPO_ROOT, Course, DailyPenalty, GraderError, UsageError, nbgrader_config
-from grader.feedback import HideHiddenTests, verify_feedback
+from grader.nb import HideHiddenTests
+from grader.results.feedback import verify_feedback
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grader"
 
@@ -451,7 +452,7 @@ def test_a_postgres_url_is_read_as_postgresql(tmp_path):
 
 
 def test_validate_names_a_broken_file_and_a_cell_out_of_time(tmp_path):
-    from grader.validate import validate
+    from grader.release.validate import validate
 
     broken = tmp_path / "broken.ipynb"
     broken.write_text("not json {")
@@ -474,7 +475,7 @@ def test_feedback_images_are_redrawn_small_on_white():
 
     from PIL import Image
 
-    from grader.feedback import IMAGE_WIDTH, _smaller_png
+    from grader.results.feedback import IMAGE_WIDTH, _smaller_png
 
     plot = Image.new("RGBA", (960, 720), (0, 0, 0, 0))  # a transparent figure with a red stripe
     for x in range(960):
@@ -493,7 +494,7 @@ def test_feedback_images_are_redrawn_small_on_white():
 
 
 def test_feedback_code_drops_only_the_tags_of_unstyled_tokens():
-    from grader.feedback import _plain_tokens
+    from grader.results.feedback import _plain_tokens
 
     css = "<style>.highlight .k { color: #008000 }\n.highlight .o { color: #666 }</style>"
     code = ('<span class="k">def</span> <span class="n">f</span><span class="p">(</span><span class="n">x'

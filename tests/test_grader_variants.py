@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from grader.build import build
+from grader.release.build import build
 from grader.config import Course
-from grader.fabricate import assemble_course, fill_submission
+from grader.release.fabricate import assemble_course, fill_submission
 from grader.nb import read_notebook, write_notebook
-from grader.scheduler import autograde
+from grader.autograde.scheduler import autograde
 
 pytestmark = pytest.mark.slow
 

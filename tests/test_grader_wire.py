@@ -1,4 +1,4 @@
-"""The hidden checks' wire (grader/agent.py) and verdicts (grader/judge.py), without Jupyter:
+"""The hidden checks' wire (grader/kernel/agent.py) and verdicts (grader/autograde/score.py), without Jupyter:
 two peers over a socket pair, the "kernel" in a thread, the "checker" here."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader.agent import _OPS, Broken, Encoder, Link, Peer, RemoteClass, Remote, decode
+from grader.kernel.agent import _OPS, Broken, Encoder, Link, Peer, RemoteClass, Remote, decode
 from grader.checks import CheckFailed
-from grader.judge import judge
+from grader.autograde.score import judge
 
 
 class _KernelFailed(AssertionError):

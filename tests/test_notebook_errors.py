@@ -21,9 +21,9 @@ from nbclient.exceptions import CellExecutionError
 from nbgrader.utils import determine_grade
 
 from course.notebook import _clean, _names
-from grader.build import stub_message
+from grader.release.build import stub_message
 from grader.config import Course, REPO_ROOT
-from grader.fabricate import fill_submission
+from grader.release.fabricate import fill_submission
 
 COURSE = Course.at(REPO_ROOT)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader.build import student_edition
+from grader.release.build import student_edition
 from grader.checks import CheckFailed
 from grader.checks._core import resolve
 from grader.config import Course
@@ -390,7 +390,7 @@ def test_finished_notebooks_run_top_to_bottom_on_the_edition(edition, assignment
     import nbformat
     from nbclient import NotebookClient
 
-    from grader.fabricate import fill_submission
+    from grader.release.fabricate import fill_submission
 
     for release in sorted((edition / "notebooks" / assignment).glob("*.ipynb")):
         solution = nbformat.read(COURSE.solutions / assignment / release.name, as_version=4)

@@ -15,9 +15,9 @@ no grader path, no check source, no expected value. The pieces checks are built 
 
 **Where checks run.** In an instructor's kernel (a solution notebook, a test) a check runs
 right here, on the objects it is given. A grading kernel has no ``grader`` package at all: its
-``grader.checks`` is a stand-in (:mod:`grader.agent`) that asks a clean process, the checker
-(:mod:`grader.checker`), to run the check; there the student's functions and objects are
-handles (:class:`grader.agent.Remote`) whose calls run back in the kernel. A check is written
+``grader.checks`` is a stand-in (:mod:`grader.kernel.agent`) that asks a clean process, the checker
+(:mod:`grader.kernel.checker`), to run the check; there the student's functions and objects are
+handles (:class:`grader.kernel.agent.Remote`) whose calls run back in the kernel. A check is written
 once for both: it calls what it is given and compares what comes back, and uses the helpers
 of ``_core`` (``C.call``, ``C.is_class``, ``C.type_name``, ``C.patched_global``) where it
 needs more than calling.

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from grader.agent import Remote, RemoteClass, type_name, where
-from grader.catalog import Exercise, load_module_specs
+from grader.kernel.agent import Remote, RemoteClass, type_name, where
+from grader.catalog import DEFAULT_TOL, Exercise, load_module_specs
 from grader.checks import CheckFailed
 
 __all__ = [
@@ -43,11 +43,6 @@ __all__ = [
 #: Shapes that catch hard-coded sizes, axis mix-ups and broadcasting by accident.
 SHAPES: tuple[tuple[int, ...], ...] = ((1,), (7,), (3, 5), (2, 3, 4))
 
-#: (rtol, atol) per dtype when the catalog entry gives none; float32 keeps ~6 digits.
-DEFAULT_TOL: dict[str, tuple[float, float]] = {
-    "float64": (1e-9, 1e-12),
-    "float32": (1e-4, 1e-6),
-}
 
 def specs(module_name: str) -> dict[str, Exercise]:
     """Catalog entries of a check module (``grader/checks/<name>.toml``), keyed by exercise id."""

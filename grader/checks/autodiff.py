@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.agent import Remote, headroom
+from grader.kernel.agent import Remote, headroom
 from grader.checks import CheckFailed, check
 from grader.checks._core import (as_array, call, check_number, compare, construct, guard, is_class, patched_global,
                                  resolve, rng, specs, type_name)

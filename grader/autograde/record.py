@@ -14,7 +14,6 @@ The tables are created after nbgrader's (it takes a database with tables for an 
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 import os
@@ -32,17 +31,14 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, in
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
+from grader.autograde.score import FAILED, HandGrade, hand_grade, merge_exercise, of_exercise, plan_record, stale_cells
 from grader.config import Course, UsageError
 
 if TYPE_CHECKING:
-    from grader.grading import Result
+    from grader.autograde.pipeline import Result
 
 __all__ = ["Recorder", "Inputs", "record", "load_summary", "write_summary", "audit_log", "FAILED",
            "open_gradebook", "answer_texts"]
-
-#: Outcome of a job that produced no grade (its process died, its worker was lost, the checks
-#: changed under it): such a submission is graded again by the next run.
-FAILED = "failed"
 
 _META = MetaData()
 _RESULT = Table(
@@ -118,48 +114,6 @@ def _entry(result: Result, run: str) -> dict[str, Any]:
     return entry
 
 
-def _stale(old: dict[str, Any], result: Result, exercise: str) -> dict[str, list[str]]:
-    """Per notebook, the cells besides ``exercise`` whose recorded score ``result`` changes."""
-    return {nb.name: [gid for gid, cell in nb.cells.items() if gid != exercise and cell["auto_score"]
-                      != old["notebooks"].get(nb.name, {}).get("cells", {}).get(gid, {}).get("auto_score")]
-            for nb in result.notebooks}
-
-
-def _merge_exercise(old: dict[str, Any], result: Result, exercise: str, stale: dict[str, list[str]],
-                    run: str) -> dict[str, Any]:
-    """``old`` with exercise ``exercise`` (a grade_id) taken from ``result``. Where no other
-    cell of a notebook changes, its late penalty (a share of its score) comes along, and if no
-    cell at all changes the entry's checks version moves to the result's; otherwise the stale
-    cells are listed under ``differs`` (a plain autograde then regrades them all)."""
-    entry = copy.deepcopy(old)
-    for nb in result.notebooks:
-        now = entry["notebooks"].get(nb.name)
-        if now is None or exercise not in nb.cells:
-            continue
-        now["cells"][exercise] = nb.cells[exercise]
-        if exercise in nb.comments:  # comments belong to answer cells: only a written one is both
-            now["comments"][exercise] = nb.comments[exercise]
-        now["flags"] = sorted([f for f in now["flags"] if not f.startswith(f"{exercise}:")]
-                              + [f for f in nb.flags if f.startswith(f"{exercise}:")])
-        # a check's message goes with its score: stale cells keep their recorded score and message
-        keep, old_diagnoses = set(stale[nb.name]), now.get("diagnoses", {})
-        now["diagnoses"] = {**{g: t for g, t in nb.diagnoses.items() if g not in keep},
-                            **{g: t for g, t in old_diagnoses.items() if g in keep}}
-        now["score"] = sum(c["auto_score"] or 0.0 for c in now["cells"].values())
-        if not stale[nb.name]:
-            now["late_penalty"] = nb.late_penalty
-    entry["score"] = sum(nb["score"] for nb in entry["notebooks"].values())
-    differs = [f"{name}/{gid}" for name, gids in stale.items() for gid in gids]
-    if differs:
-        entry["differs"] = differs
-    else:
-        entry.pop("differs", None)
-        entry["checks_version"] = result.checks_version
-    entry.setdefault("regraded", {})[exercise] = {"checks_version": result.checks_version,
-                                                   "graded_at": _now(), "run": run}
-    return entry
-
-
 def answer_texts(data: bytes | None) -> dict[str, str] | None:
     """Per grade_id, the answer a graded cell judges: a written answer's own source; for a test
     cell, the answer cells since the previous graded cell. None: no readable notebook."""
@@ -179,27 +133,6 @@ def answer_texts(data: bytes | None) -> dict[str, str] | None:
         elif meta.get("solution"):
             since.append(cell.source)
     return texts
-
-
-def _hand_grade(gb: Gradebook, grade: Any, needs: bool, before: str | None, after: str | None) -> None:
-    """Set whether ``grade`` needs a hand grade, its cell recorded again (``needs``: what the
-    autograder says). nbgrader's SaveAutoGrades marks every cell with a manual score for review
-    again; here a hand grade (manual score, comment, needs_manual_grade) stands while the
-    answer it graded is unchanged, is dropped once that answer changed (the cell needs a hand
-    grade again), and is kept but marked for review when either text is unknown (no notebook
-    recorded before, or none now)."""
-    if grade.manual_score is None:
-        grade.needs_manual_grade = needs
-    elif before is None or after is None:
-        grade.needs_manual_grade = True
-    elif before != after:
-        grade.manual_score = None
-        grade.needs_manual_grade = True
-        try:
-            gb.find_comment(grade.name, grade.notebook.name, grade.assignment.name,
-                            grade.student.id).manual_comment = None
-        except MissingEntry:  # a test cell has no comment
-            pass
 
 
 def _splice(old: bytes, new: bytes, exercise: str) -> bytes:
@@ -259,29 +192,26 @@ class Recorder:
     def record(self, result: Result, exercise: str | None = None) -> None:
         """Record ``result`` (all of it, or only exercise ``exercise``, a grade_id) and commit.
 
-        - A :data:`FAILED` job only adds a log row (and an entry if there is none yet): the
-          grades already recorded stay, and the next run grades the submission again.
-        - With ``exercise``, a submission already graded from the same file gets only that
-          exercise's cells: scores, comments, flags and the cell in the autograded notebook.
-          A new or changed submission is recorded whole.
-        - A hand grade stands while the answer it graded is unchanged (:func:`_hand_grade`).
+        What changes is :func:`grader.autograde.score.plan_record`'s decision: a
+        :data:`FAILED` job only adds a log row (and an entry if there is none yet); with
+        ``exercise``, a submission already graded from the same file gets only that exercise's
+        cells (scores, comments, flags and the cell in the autograded notebook); a hand grade
+        stands while the answer it graded is unchanged (:func:`grader.autograde.score.hand_grade`).
         """
         a, s = result.assignment, result.student
         db = self.gradebook.db
         row = db.execute(select(_RESULT).where(_RESULT.c.assignment == a, _RESULT.c.student == s)).first()
         old = json.loads(row.entry) if row else None
-        partial = (exercise is not None and old is not None and row.outcome == "graded"
-                   and row.sha256 == result.sha256)
-        if result.outcome == FAILED or (partial and result.outcome != "graded"):
-            entry = None if old is not None and row.outcome != FAILED else _entry(result, self.run)
-        elif partial:
-            stale = _stale(old, result, exercise)
+        plan = plan_record(result.outcome, exercise, (row.outcome, row.sha256) if row else None, result.sha256)
+        if plan.entry == "merge":
+            stale = stale_cells(old, result.notebooks, exercise)
             self._write_grades(result, exercise, stale)
-            entry = _merge_exercise(old, result, exercise, stale, self.run)
+            stamp = {"checks_version": result.checks_version, "graded_at": _now(), "run": self.run}
+            entry = merge_exercise(old, result.notebooks, exercise, stale, result.checks_version, stamp)
         else:
-            if result.outcome == "graded":
+            if plan.write_grades:
                 self._write_grades(result)
-            entry = _entry(result, self.run)
+            entry = _entry(result, self.run) if plan.entry == "whole" else None
         if entry is not None:
             values = {k: entry[k] for k in ("sha256", "checks_version", "settings", "outcome")}
             values["entry"] = json.dumps(entry)
@@ -291,7 +221,7 @@ class Recorder:
             else:
                 db.execute(insert(_RESULT).values(assignment=a, student=s, **values))
         db.execute(insert(_LOG).values(
-            run=self.run, assignment=a, student=s, exercise=exercise if partial else None,
+            run=self.run, assignment=a, student=s, exercise=exercise if plan.partial else None,
             sha256=result.sha256, checks_version=result.checks_version, outcome=result.outcome,
             score=result.score, max_score=result.max_score, seconds=round(result.seconds, 3),
             recorded_at=_now()))
@@ -301,7 +231,7 @@ class Recorder:
                       stale: dict[str, list[str]] | None = None) -> None:
         """Scores and comments (of every cell, or of ``exercise``) into nbgrader's tables, left
         uncommitted; the autograded notebooks into work/autograded/<student>/<assignment>/.
-        A notebook's late penalty follows unless it has ``stale`` cells (see _merge_exercise).
+        A notebook's late penalty follows unless it has ``stale`` cells (see score.merge_exercise).
         Hand grades follow the answers: the notebook recorded before against the new one."""
         gb, a, s = self.gradebook, result.assignment, result.student
         dest = self.course.autograded / s / a
@@ -310,7 +240,7 @@ class Recorder:
             gb.update_or_create_submission(a, s, timestamp=parse_utc(result.timestamp) if result.timestamp else None)
         for nb in result.notebooks:
             snb = gb.find_submission_notebook(nb.name, a, s)
-            flags = [f for f in nb.flags if exercise is None or f.startswith(f"{exercise}:")]
+            flags = [f for f in nb.flags if of_exercise(f, exercise)]
             snb.flagged = bool(snb.flagged) or bool(flags)
             if not (stale or {}).get(nb.name):
                 snb.late_submission_penalty = nb.late_penalty
@@ -321,7 +251,8 @@ class Recorder:
                 if exercise is None or gid == exercise:
                     grade = gb.find_grade(gid, nb.name, a, s)
                     grade.auto_score = cell["auto_score"]
-                    _hand_grade(gb, grade, cell["needs_manual_grade"], before.get(gid), after.get(gid))
+                    self._hand_grade(grade, hand_grade(grade.manual_score, cell["needs_manual_grade"],
+                                                       before.get(gid), after.get(gid)))
             for gid, text in nb.comments.items():
                 if exercise is None or gid == exercise:
                     gb.find_comment(gid, nb.name, a, s).auto_comment = text
@@ -332,6 +263,18 @@ class Recorder:
         if result.timestamp:
             files["timestamp.txt"] = result.timestamp.encode()
         _replace_dir(dest, files)
+
+    def _hand_grade(self, grade: Any, decided: HandGrade) -> None:
+        """Apply :func:`grader.autograde.score.hand_grade`'s decision to a gradebook grade."""
+        if decided.needs_manual_grade is not None:
+            grade.needs_manual_grade = decided.needs_manual_grade
+        if decided.drop:
+            grade.manual_score = None
+            try:
+                self.gradebook.find_comment(grade.name, grade.notebook.name, grade.assignment.name,
+                                            grade.student.id).manual_comment = None
+            except MissingEntry:  # a test cell has no comment
+                pass
 
     def write_summary(self, assignment: str) -> Path:
         """Export the recorded entries of ``assignment`` to work/summary/<assignment>.json

@@ -7,7 +7,7 @@ reads the rendered text of every page and rejects (deletes) any that still shows
 line, a hidden-test marker or a path into grader/.
 
 Pages stay small (under 300 KB for the solution notebooks, from 0.27-2.4 MB): the page's
-stylesheet is ours (``grader/templates/feedback_small``, 3 KB instead of nbgrader's inlined
+stylesheet is ours (``grader/results/templates/feedback_small``, 3 KB instead of nbgrader's inlined
 Bootstrap, 117 KB), code keeps its highlighting but loses the tags of tokens the highlighting
 style leaves unstyled (names, punctuation: half the spans), and embedded plots are redrawn at
 most :data:`IMAGE_WIDTH` pixels wide in :data:`IMAGE_COLOURS` colours. A notebook that was not
@@ -22,14 +22,10 @@ import re
 from pathlib import Path
 
 import nbgrader
-from nbconvert.exporters.exporter import ResourcesDict
-from nbformat import NotebookNode
-from nbgrader.preprocessors import ClearHiddenTests
 
 from grader.config import Course, GraderError, UsageError
 
-__all__ = ["HideHiddenTests", "generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH",
-           "IMAGE_COLOURS"]
+__all__ = ["generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH", "IMAGE_COLOURS"]
 
 #: Widest embedded image of a feedback page, in pixels (a plot stays readable at this width).
 IMAGE_WIDTH = 440
@@ -38,20 +34,6 @@ IMAGE_COLOURS = 32
 _IMAGE = re.compile(r'(src="data:image/png;base64,)([A-Za-z0-9+/=\s]+)(")')
 _STYLED = re.compile(r"\.highlight \.([A-Za-z0-9]+) \{")      # a token class the style colours
 _TOKEN = re.compile(r'<span class="([A-Za-z0-9]+)">([^<]*)</span>')
-
-
-class HideHiddenTests(ClearHiddenTests):
-    """Drop hidden-test regions and shorten the tracebacks of the cells that had one."""
-
-    enforce_metadata = False  # feedback only reads; the source was validated at build time
-
-    def preprocess_cell(self, cell: NotebookNode, resources: ResourcesDict,
-                        index: int) -> tuple[NotebookNode, ResourcesDict]:
-        if self._remove_hidden_test_region(cell):
-            for output in cell.get("outputs", []):
-                if output.output_type == "error":
-                    output.traceback = [f"{output.ename}: {output.evalue}"]
-        return cell, resources
 
 
 def forbidden_texts(course: Course, assignment: str) -> list[str]:
@@ -119,7 +101,7 @@ def _shrink(page: Path) -> None:
 
 def _not_graded_pages(course: Course, assignment: str, students: list[str] | None) -> list[Path]:
     """A page for each recorded notebook that has none: it was missing or unreadable."""
-    from grader.audit import load_summary
+    from grader.autograde.record import load_summary
 
     pages = []
     for student, entry in load_summary(course, assignment)["submissions"].items():
@@ -148,7 +130,7 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
     GraderError lists any leak (those pages are deleted)."""
     from nbgrader.converters import GenerateFeedback
 
-    from grader.audit import load_summary
+    from grader.autograde.record import load_summary
     from grader.config import nbgrader_config
     from grader.nb import run_converter
 

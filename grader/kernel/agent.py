@@ -1,5 +1,5 @@
 """The hidden checks' wire: plain data, framed messages and calls between the grading kernel and
-the checker, a clean process that holds the checks (:mod:`grader.checker`).
+the checker, a clean process that holds the checks (:mod:`grader.kernel.checker`).
 
 A grading kernel holds no check, no reference and no tolerance. The grader sends this file's
 source into the kernel as one silent cell (:func:`arm`); from then on ``grader.checks`` there
@@ -266,7 +266,9 @@ _RESERVED = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def _library_dirs() -> tuple[str, ...]:
-    dirs = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ""}
+    # the whole grader package (this file is in grader/kernel/): frames in checks/ are not the student's
+    grader_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) if "__file__" in globals() else ""
+    dirs = {sys.prefix, sys.base_prefix, grader_dir}
     course = sys.modules.get("course")
     if course is not None and getattr(course, "__file__", None):
         dirs.add(os.path.dirname(os.path.abspath(course.__file__)))

@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from grader.audit import load_summary, open_gradebook
+from grader.autograde.record import load_summary, open_gradebook
 from grader.config import Course
 
 __all__ = ["report", "mistakes"]

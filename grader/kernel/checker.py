@@ -1,9 +1,9 @@
 """The checker: the clean process where hidden checks run while a grading kernel answers their
-calls (the kernel's side is :mod:`grader.agent`).
+calls (the kernel's side is :mod:`grader.kernel.agent`).
 
 One checker per notebook, started next to its kernel with the course root first on its path,
 so it imports that course's checks and full library; it never runs student code. The
-executor (:mod:`grader.execute`) drives it over stdin/stdout, one JSON line per command:
+executor (:mod:`grader.autograde.execute`) drives it over stdin/stdout, one JSON line per command:
 
 ``{"op": "connect", "address": A}``
     connect to the kernel's agent at ``A`` (retrying while the kernel starts);
@@ -14,7 +14,7 @@ executor (:mod:`grader.execute`) drives it over stdin/stdout, one JSON line per 
     the cell ended: the reply lists its verdicts;
 ``{"op": "quit"}``.
 
-Run as ``python -m grader.checker [MODULE...]``; the check modules named are imported first.
+Run as ``python -m grader.kernel.checker [MODULE...]``; the check modules named are imported first.
 
 Every reply is ``{"ok": bool, "verdicts": [...], "stray": [...], "error": str}``: ``stray``
 lists protocol violations outside any check since the last reply (the notebook tampered with
@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from grader.agent import Broken, Link, Peer, socket_path
+from grader.kernel.agent import Broken, Link, Peer, socket_path
 from grader.checks import CheckFailed
 
 __all__ = ["Checker", "main"]
@@ -192,7 +192,7 @@ class Checker:
     """A running checker (started at once, so it loads while the kernel starts)."""
 
     def __init__(self, env: Mapping[str, str], cwd: Path, modules: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "grader.checker", *modules], cwd=cwd, env=dict(env),
+        self.proc = subprocess.Popen([sys.executable, "-m", "grader.kernel.checker", *modules], cwd=cwd, env=dict(env),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.buffer = b""
 

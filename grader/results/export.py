@@ -9,8 +9,8 @@ from pathlib import Path
 
 from nbgrader.api import MissingEntry
 
-from grader.audit import answer_texts, open_gradebook
-from grader.collect import Roster
+from grader.autograde.record import answer_texts, open_gradebook
+from grader.autograde.collect import Roster
 from grader.config import Course, UsageError, read_input
 from grader.nb import without_solution_markers
 
@@ -52,7 +52,7 @@ def _read_sheet(path: Path) -> list[dict[str, str]]:
 
 
 def _notebook_texts(path: Path) -> dict[str, str] | None:
-    """:func:`grader.audit.answer_texts` of the notebook at ``path`` (None: no readable file)."""
+    """:func:`grader.autograde.record.answer_texts` of the notebook at ``path`` (None: no readable file)."""
     return answer_texts(path.read_bytes()) if path.exists() else None
 
 

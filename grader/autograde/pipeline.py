@@ -5,8 +5,8 @@
   nbgrader's autograde there, and returns plain data: scores, comments, flags, times and the
   autograded notebooks' bytes. It touches nothing outside its scratch folder, so a process pool
   or a Dask worker can run it; jobs and results pickle.
-- :func:`grader.audit.record` is the single writer: it merges a result into the main
-  gradebook, ``work/autograded/`` and the audit tables; :func:`grader.scheduler.autograde`
+- :func:`grader.autograde.record.record` is the single writer: it merges a result into the main
+  gradebook, ``work/autograded/`` and the audit tables; :func:`grader.autograde.scheduler.autograde`
   decides what needs grading, runs the jobs (here, in worker processes or on Dask) and
   records the results from one process.
 
@@ -32,11 +32,12 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 
 from grader.config import BLAS_THREAD_VARS, Course, GraderError, UsageError, nbgrader_config
-from grader.execute import Context, NotebookRun, SandboxExecute
+from grader.autograde.execute import Context, NotebookRun, SandboxExecute
 from grader.nb import run_converter
-from grader.preflight import Prepared, TemplateNotebook, load_template, prepare
-from grader.judge import expected_checks, judge
-from grader.sandbox import Limits, isolation
+from grader.autograde.preflight import Prepared, TemplateNotebook, load_template, prepare
+from grader.autograde.score import NotebookScore, expected_checks, score_notebook, zero_cells
+from grader.sandbox.box import isolation
+from grader.sandbox.limits import Limits
 
 __all__ = ["Job", "Result", "NotebookResult", "grade_submission", "make_template", "checks_version",
            "make_job", "assignment_files", "kernel_library"]
@@ -57,7 +58,7 @@ class Job:
     late_penalty: str = "none"           # see grader.config.nbgrader_config
     checks_version: str = ""
     settings: str = ""                   # grading settings (penalty, timeout, due date) as text
-    limits: dict[str, float] = field(default_factory=dict)  # grader.sandbox.Limits overrides
+    limits: dict[str, float] = field(default_factory=dict)  # grader.sandbox.limits.Limits overrides
 
     @property
     def sha256(self) -> str:
@@ -107,7 +108,7 @@ class Result:
     notebooks: list[NotebookResult] = field(default_factory=list)
     log: str = ""
     flags: list[str] = field(default_factory=list)   # every notebook's flags, "<notebook>: <flag>"
-    isolation: str = ""                               # grader.sandbox mode the kernels ran in
+    isolation: str = ""                               # grader.sandbox.box mode the kernels ran in
 
     @property
     def score(self) -> float:
@@ -151,9 +152,9 @@ def checks_version(course: Course, assignment: str | None = None) -> str:
 
 def kernel_library(course_root: Path) -> Path:
     """A folder holding the student edition of ``course_root``'s ``course/`` (see
-    :func:`grader.build.edition_library`): what grading kernels import. Built once per host and
+    :func:`grader.release.build.edition_library`): what grading kernels import. Built once per host and
     content (library and catalogs), in a private folder that sandbox uids may read."""
-    from grader.build import edition_library
+    from grader.release.build import edition_library
 
     course = Course(course_root, course_root)
     h = hashlib.sha256()
@@ -187,7 +188,7 @@ def make_template(db_url: str, assignment: str, release: Path) -> bytes:
     """An SQLite gradebook holding only ``assignment``'s structure (due date, notebooks, cells,
     source of locked cells), copied from the gradebook at ``db_url``. Cells are written in the
     order of the release notebooks in ``release`` (a gradebook has no cell order: PostgreSQL
-    returns them in any order), which :func:`grader.preflight.load_template` reads back."""
+    returns them in any order), which :func:`grader.autograde.preflight.load_template` reads back."""
     with tempfile.TemporaryDirectory(prefix="grader-template-") as tmp:
         path = Path(tmp) / "template.db"
         with Gradebook(db_url) as main, Gradebook(f"sqlite:///{path}") as tpl:
@@ -224,13 +225,13 @@ def _release_order(path: Path) -> dict[str, int]:
 def grade_submission(job: Job) -> Result:
     """Autograde one submission in a scratch course and return its grades as plain data.
 
-    1. :func:`grader.preflight.prepare` matches the submitted files to the assignment's
+    1. :func:`grader.autograde.preflight.prepare` matches the submitted files to the assignment's
        notebooks and repairs them (unreadable, missing, renamed, stripped, reordered...);
     2. nbgrader's autograde runs each notebook in its own sandboxed kernel
-       (:class:`grader.execute.SandboxExecute`, limits of :class:`grader.sandbox.Limits`);
+       (:class:`grader.autograde.execute.SandboxExecute`, limits of :class:`grader.sandbox.limits.Limits`);
     3. the hidden checks run in a checker process next to each kernel, which holds no
        answer (it runs the student edition of ``course``); their verdicts decide which cells
-       keep nbgrader's score (:mod:`grader.judge`); tampering scores 0 and is flagged.
+       keep nbgrader's score (:mod:`grader.autograde.score`); tampering scores 0 and is flagged.
 
     Outcome ``graded`` whenever the submission could be looked at (each notebook has its own
     outcome); ``error`` only when the grader itself could not run (bad limits, no gradebook).
@@ -325,40 +326,30 @@ def _checker_env(course_root: str) -> dict[str, str]:
 def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, TemplateNotebook],
              runs: dict[str, NotebookRun], seconds: dict[str, float], limits: Limits) -> list[NotebookResult]:
     """One result per notebook of the assignment: nbgrader's grades, kept only where the
-    checker's verdicts confirm them."""
+    checker's verdicts confirm them (decided by :func:`grader.autograde.score.score_notebook`)."""
     graded = _gradebook_cells(scratch, job)
     out_dir = scratch / "autograded" / job.student / job.assignment
     results = []
     for name, tmpl in sorted(template.items()):
         verdict, run = prepared.notebooks[name], runs.get(name)
-        cells, comments, penalty = graded.get(name) or (_zero_cells(tmpl), {}, None)
+        missing = zero_cells((c.name, c.points) for c in tmpl.cells if c.grade)
+        cells, comments, penalty = graded.get(name) or (missing, {}, None)
         path = out_dir / f"{name}.ipynb"
         data = path.read_bytes() if verdict.data is not None and path.exists() else None
-        flags, messages = list(verdict.flags), list(verdict.messages)
-        outcome = verdict.outcome
+        messages = list(verdict.messages)
         if run is not None:
-            if run.outcome != "graded" and outcome == "graded":
-                outcome = run.outcome
-                flags.append(f"{run.outcome}: {run.message}")
             messages += [m for m in [run.message, *run.notes] if m]
-        if outcome == "graded" and (data is None or run is None):
-            outcome = "error"
-            flags.append("not graded: no autograded notebook or no record of its execution")
-        if outcome == "error":  # nothing about it can be confirmed
-            cells = {gid: {**c, "auto_score": 0.0 if c["auto_score"] else c["auto_score"]} for gid, c in cells.items()}
-        before = sum(c["auto_score"] or 0.0 for c in cells.values())
-        if data is not None and run is not None:
-            data = _apply_verdicts(data, run, cells, flags)
-        score = sum(c["auto_score"] or 0.0 for c in cells.values())
-        if penalty and before > 0:  # penalties are a share of the score: scale with it
-            penalty = penalty * score / before
+        decided = score_notebook(cells, penalty, prepared=verdict.outcome, run=run, autograded=data is not None)
+        if data is not None and run is not None and not run.armed_error:
+            data = _annotate(data, decided)
         diagnoses = {gid: "\n".join(v["message"] for v in cell.verdicts + cell.diagnosed
                                     if not v.get("ok") and v.get("message"))
                      for gid, cell in (run.cells.items() if run is not None else ())}
         results.append(NotebookResult(
-            name=name, outcome=outcome, seconds=round(seconds.get(name, 0.0), 3), score=score,
-            max_score=sum(c["max_score"] for c in cells.values()), cells=cells, comments=comments,
-            late_penalty=penalty, flags=sorted(set(flags)), autograded=data, message="; ".join(messages),
+            name=name, outcome=decided.outcome, seconds=round(seconds.get(name, 0.0), 3), score=decided.score,
+            max_score=sum(c["max_score"] for c in decided.cells.values()), cells=decided.cells, comments=comments,
+            late_penalty=decided.late_penalty, flags=sorted(set(verdict.flags + decided.flags)), autograded=data,
+            message="; ".join(messages),
             diagnoses={gid: text for gid, text in diagnoses.items() if text}))
     return results
 
@@ -378,43 +369,13 @@ def _gradebook_cells(scratch: Path, job: Job) -> dict[str, tuple[dict[str, dict[
     return out
 
 
-def _zero_cells(tmpl: TemplateNotebook) -> dict[str, dict[str, Any]]:
-    """A notebook nbgrader never saw: every graded cell 0, as nbgrader scores a missing one."""
-    return {c.name: {"auto_score": 0.0, "max_score": c.points or 0.0, "needs_manual_grade": False}
-            for c in tmpl.cells if c.grade}
-
-
-def _apply_verdicts(data: bytes, run: NotebookRun, cells: dict[str, dict[str, Any]], flags: list[str]) -> bytes:
-    """Zero the cells the checker's verdicts do not confirm, flag why, and say so in the
-    autograded notebook (so feedback shows it)."""
-    if run.armed_error:  # the grader's own failure: nothing can be confirmed, nothing is tampering
-        for gid, cell in run.cells.items():
-            if expected_checks(cell.source):
-                flags.append(f"{gid}: {run.armed_error}")
-                cells[gid]["auto_score"] = 0.0 if cells[gid]["auto_score"] else cells[gid]["auto_score"]
-        return data
+def _annotate(data: bytes, decided: NotebookScore) -> bytes:
+    """The autograded notebook with each review note of ``decided`` as an error output of its
+    cell (so feedback shows why the cell lost its points)."""
     nb = nbformat.reads(data.decode(), as_version=4)
-    decided = {gid: judge(gid, cell.source, cell.errored, cell.verdicts) for gid, cell in run.cells.items()}
-    stray = list(dict.fromkeys(run.stray))
-    flags += [f"tampering: {why}" for why in stray]
-    tampered = bool(stray) or any(v.tampered for v in decided.values())
-    for gid, cell in run.cells.items():
-        verdict = decided[gid]
-        flags += verdict.flags
-        if cell.timed_out:
-            flags.append(f"{gid}: timed out")
-        trusted = verdict.trusted and not (tampered and not expected_checks(cell.source))
-        if trusted or not cells.get(gid, {}).get("auto_score"):
-            continue
-        cells[gid]["auto_score"] = 0.0
-        reasons = [f.split(": ", 1)[1] for f in verdict.flags] or [
-            "the notebook tampered with the grader elsewhere, so its visible tests cannot be trusted"]
-        if not verdict.flags:
-            flags.append(f"{gid}: not trusted: {reasons[0]}")
-        target = nb.cells[cell.index]
-        target.outputs.append(nbformat.v4.new_output(
-            "error", ename="GraderReview", evalue="0 points, flagged for review: " + "; ".join(reasons),
-            traceback=["GraderReview: 0 points, flagged for review: " + "; ".join(reasons)]))
+    for index, note in decided.notes.items():
+        nb.cells[index].outputs.append(nbformat.v4.new_output(
+            "error", ename="GraderReview", evalue=note, traceback=[f"GraderReview: {note}"]))
     return (nbformat.writes(nb) + "\n").encode()
 
 

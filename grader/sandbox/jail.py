@@ -1,8 +1,8 @@
 """Launcher of one grading kernel in a sandbox (standard library only; run as a script).
 
-``python -I -S grader/_jail.py SPEC.json`` starts ``spec["argv"]`` (the kernel) with the
+``python -I -S grader/sandbox/jail.py SPEC.json`` starts ``spec["argv"]`` (the kernel) with the
 isolation ``spec["mode"]`` names and exits with the kernel's status (128 + signal if it was
-killed). :mod:`grader.sandbox` writes the spec and documents the modes; this file only acts:
+killed). :mod:`grader.sandbox.box` writes the spec and documents the modes; this file only acts:
 
 - ``namespaces``: new mount, PID, network, IPC and UTS namespaces (and a user namespace when
   not root). The kernel sees a fresh root file system: the paths in ``ro`` bound read-only,

@@ -1,7 +1,7 @@
 """nbgrader's Execute preprocessor, run in a sandbox, with per-notebook outcomes.
 
 :class:`SandboxExecute` replaces nbgrader's ``Execute`` in the autograde pass. For each notebook
-it starts one kernel in a :class:`grader.sandbox.KernelBox` and
+it starts one kernel in a :class:`grader.sandbox.box.KernelBox` and
 
 - limits each cell to ``limits.cell_seconds`` and the notebook to ``limits.notebook_seconds``:
   a cell that times out is interrupted; a kernel that ignores the interrupt, or a notebook out
@@ -10,8 +10,8 @@ it starts one kernel in a :class:`grader.sandbox.KernelBox` and
   on the cell that was running and "not run" on the rest, instead of an aborted notebook;
 - keeps at most ``limits.output_mb`` of output per notebook (10^6 printed lines cost the grader
   nothing);
-- runs the hidden checks in a checker process next to the kernel (:mod:`grader.checker`): the
-  kernel gets the agent (:mod:`grader.agent`) as one silent cell before the notebook, and each
+- runs the hidden checks in a checker process next to the kernel (:mod:`grader.kernel.checker`): the
+  kernel gets the agent (:mod:`grader.kernel.agent`) as one silent cell before the notebook, and each
   graded test cell may run the checks its hidden region names, once; the checker's verdicts
   are kept per cell. Comms are ignored (no widget can capture a cell's outputs);
 - renames stderr to stdout in graded test cells: nbgrader scores a test cell that wrote to
@@ -19,7 +19,7 @@ it starts one kernel in a :class:`grader.sandbox.KernelBox` and
   outputs), which stay.
 
 What happened is left in ``runs[notebook]`` (:class:`NotebookRun`) for
-:func:`grader.grading.grade_submission`.
+:func:`grader.autograde.pipeline.grade_submission`.
 """
 from __future__ import annotations
 
@@ -35,17 +35,18 @@ from nbclient.util import ensure_async, run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 
-from grader.checker import Checker
-from grader.judge import expected_checks
+from grader.kernel.checker import Checker
+from grader.autograde.score import expected_checks
 from grader.nb import split_hidden
-from grader.sandbox import BOX, KernelBox, Limits, SandboxKernelManager, exit_reason
+from grader.sandbox.box import BOX, KernelBox, SandboxKernelManager
+from grader.sandbox.limits import Limits, exit_reason
 
 __all__ = ["SandboxExecute", "NotebookRun", "CellRun", "Context"]
 
 #: Run silently in every grading kernel before the notebook: the agent's source, then
 #: ``arm(address)``; it leaves no name in the notebook's namespace.
 ARM = '(lambda ns: (exec(compile({source!r}, "<grader agent>", "exec"), ns), ns["arm"]({address!r})))' \
-      '({{"__name__": "grader.agent"}})'
+      '({{"__name__": "grader.kernel.agent"}})'
 
 
 @dataclass
@@ -155,7 +156,7 @@ class SandboxExecute(Execute):
             inside, outside = f"{BOX}/c", f"/proc/{self.km.provisioner.pid}/root{BOX}/c"
         else:  # an abstract socket with an unguessable name
             inside = outside = f"@grader-{token}"
-        source = (self.context.course_root / "grader" / "agent.py").read_text(encoding="utf-8")
+        source = (self.context.course_root / "grader" / "kernel" / "agent.py").read_text(encoding="utf-8")
         msg_id = await ensure_async(self.kc.execute(ARM.format(source=source, address=inside),
                                                     silent=True, store_history=False))
         connected = self._ask("connect", address=outside)

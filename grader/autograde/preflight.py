@@ -73,7 +73,7 @@ class TemplateNotebook:
 
 def load_template(db_url: str, assignment: str) -> dict[str, TemplateNotebook]:
     """The assignment's notebooks and cells, in notebook order, from a template gradebook
-    (an SQLite file written by :func:`grader.grading.make_template`)."""
+    (an SQLite file written by :func:`grader.autograde.pipeline.make_template`)."""
     from nbgrader.api import Gradebook
 
     from sqlalchemy import text
@@ -81,7 +81,7 @@ def load_template(db_url: str, assignment: str) -> dict[str, TemplateNotebook]:
     out = {}
     with Gradebook(db_url) as gb:
         for nb in gb.find_assignment(assignment).notebooks:
-            # the template (grader.grading.make_template) wrote the cells in release order
+            # the template (grader.autograde.pipeline.make_template) wrote the cells in release order
             rows = gb.db.execute(text("SELECT name FROM source_cell WHERE notebook_id = :id ORDER BY rowid"),
                                  {"id": nb.id}).fetchall()
             position = {row[0]: i for i, row in enumerate(rows)}

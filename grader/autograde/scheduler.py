@@ -1,11 +1,11 @@
 """Autograding a class: which submissions need grading, where their jobs run, and recording
-the results as they come back, through one writer (:class:`grader.audit.Recorder`).
+the results as they come back, through one writer (:class:`grader.autograde.record.Recorder`).
 
 Jobs run (see :func:`run_jobs`)
 
 - in this process, one after another (``workers=1``);
 - in N worker processes on this machine (``workers=N``), each grading one job at a time, so
-  :func:`grader.grading.grade_submission` may swap ``os.environ``. A worker that dies (a
+  :func:`grader.autograde.pipeline.grade_submission` may swap ``os.environ``. A worker that dies (a
   crash, a kill) fails only the job it held and is replaced, where a
   ``concurrent.futures`` pool would break and fail every pending job;
 - on a Dask cluster (``scheduler=ADDRESS``): ``client.submit`` per job, gathered with
@@ -31,9 +31,9 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from grader.audit import FAILED, Inputs, Recorder
+from grader.autograde.pipeline import Job, Result, checks_version, grade_submission, make_job, make_template
+from grader.autograde.record import FAILED, Inputs, Recorder
 from grader.config import Course, UsageError, nbgrader_config
-from grader.grading import Job, Result, checks_version, grade_submission, make_job, make_template
 
 __all__ = ["autograde", "run_jobs", "failed_result"]
 
@@ -82,7 +82,7 @@ def _context() -> mp.context.BaseContext:
     nbgrader once per run of this program) where the platform has it, else spawn."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["grader.grading"])
+        ctx.set_forkserver_preload(["grader.autograde.pipeline"])
         return ctx
     return mp.get_context("spawn")
 

@@ -37,7 +37,7 @@ def validate(path: Path, *, root: Path = REPO_ROOT, timeout: int = 60) -> tuple[
                          "release notebook and copy your answers back") from None
     config = Config()
     config.Execute.timeout = timeout
-    log = logging.getLogger("grader.validate")
+    log = logging.getLogger("grader.release.validate")
     log.setLevel(logging.ERROR)
     validator = Validator(config=config, log=log)
     with environment(kernel_env(root)):

@@ -1,0 +1,1 @@
+"""Results: feedback pages, LMS exports and hand-grading sheets, reports."""

@@ -1,0 +1,1 @@
+"""Sandbox: the limits and isolation a grading kernel runs under."""
