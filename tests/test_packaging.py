@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from _imports import circles, graph
 
 ROOT = Path(__file__).resolve().parents[1]
 # Packages that are part of the interpreter/installer set-up rather than of the project.
@@ -321,93 +322,15 @@ def test_only_the_kernel_registry_reaches_the_speed_package():
 
 # -- no import circles inside course/ ----------------------------------------------------------------
 
-def _module_name(path: Path) -> str:
-    """``course/fast/numpy.py`` -> ``course.fast.numpy``; a package's ``__init__.py`` is the package."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _import_edges(path: Path, modules: set[str]) -> set[str]:
-    """The course modules ``path`` imports, at module level or inside functions.
-
-    ``from . import x`` imports submodule ``x`` when there is one, else the package itself (a
-    name its ``__init__`` defines); importing a submodule also runs its parent packages, but
-    Python has those loaded first, so they are not edges. Dynamic imports are not seen: the
-    kernel registry's ``importlib.import_module`` of ``course.fast`` runs after both are loaded.
-    """
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    edges = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                       for alias in node.names]
-        else:
-            continue
-        edges.update(t for t in targets if t in modules and t != name)
-    return edges
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    found: list[list[str]] = []
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work = [(start, iter(sorted(graph[start])))]
-        index[start] = low[start] = len(index)
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            else:
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
-                if low[node] == index[node]:
-                    component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == node:
-                            break
-                    if len(component) > 1:
-                        found.append(sorted(component))
-    return found
-
-
 def _course_import_graph() -> dict[str, set[str]]:
-    paths = sorted((ROOT / "course").rglob("*.py"))
-    modules = {_module_name(p) for p in paths}
-    return {_module_name(p): _import_edges(p, modules) for p in paths}
+    return graph(ROOT / "course")
 
 
 def test_the_import_graph_reader_sees_circles():
     """The finder itself: a two-module circle, one through a package, and a function-local import."""
-    assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
-    assert _cycles({"p": {"p.x"}, "p.x": {"p.y"}, "p.y": {"p"}}) == [["p", "p.x", "p.y"]]
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert circles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert circles({"p": {"p.x"}, "p.x": {"p.y"}, "p.y": {"p"}}) == [["p", "p.x", "p.y"]]
+    assert circles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     graph = _course_import_graph()
     assert "course.autodiff" in graph["course.ops"]  # a module-level `from .autodiff import ...`
     assert "course.nn" in graph["course.plots"]  # a function-local `from . import nn`
@@ -417,8 +340,8 @@ def test_the_import_graph_reader_sees_circles():
 def test_course_modules_import_each_other_without_circles():
     """A circle makes the import order matter (a name used before its module finished loading)
     and keeps the modules from being read, tested or stubbed one at a time."""
-    circles = _cycles(_course_import_graph())
-    assert not circles, (
-        f"import circles in course/: {circles}; move the shared piece into a module both can "
+    found = circles(_course_import_graph())
+    assert not found, (
+        f"import circles in course/: {found}; move the shared piece into a module both can "
         "import, or pass it in as an argument"
     )
