@@ -217,7 +217,9 @@ def test_one_wrapper_folder_of_flat_lms_files_is_stepped_into(tmp_path, as_zip):
     src = _zip(tmp_path / "lms.zip", files) if as_zip else _tree(tmp_path / "export", files)
     report = collect(course, src)
     part1, part2 = f"{ASG}/part1.ipynb", f"{ASG}/part2.ipynb"
-    assert _submitted(course) == {"101": [part1, part2], "102": [part1], "103": [part2], "104": [part1]}
+    late = f"{ASG}/lms_late.txt"  # Canvas's LATE, kept for autograde
+    assert _submitted(course) == {"101": [part1, part2], "102": [late, part1], "103": [part2], "104": [part1]}
+    assert [s.late for s in report.collected] == [False, False, True, False, False]
     assert (course.submitted / "102" / ASG / "part1.ipynb").read_bytes() == b"bob part1, late"
     assert (course.submitted / "104" / ASG / "part1.ipynb").read_bytes() == b"dee part1"
     assert report.flagged == [] and report.unmatched == []
