@@ -145,6 +145,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             what = f"{result.score:g}/{result.max_score:g}"
         print(f"{progress()} {student}: {what} in {result.seconds:.1f} s" + (f"  [flagged: {flags}]" if flags else ""),
               flush=True)  # printed once recorded: a line here is a grade that survives a kill
+        if result.late:
+            print(f"  {student}: {result.late}", flush=True)
 
     try:
         results = autograde(course, args.assignment, args.student or None, regrade=args.regrade,
