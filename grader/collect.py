@@ -44,6 +44,18 @@ no two tie for last, one copy when all are identical, the one named exactly as t
 when the others carry a copy suffix (``part1 (1).ipynb``: those are kept in ``work/set_aside/``
 and the student is flagged); otherwise none is graded, all are kept in ``work/set_aside/`` and
 the student is flagged, for the instructor to decide.
+
+**Collected before.** A notebook never replaces a different one an earlier collect put in
+``work/submitted`` unless it is known to be newer: when both are timed (``timestamp.txt``,
+attempt names) the later is kept and a note gives both times; when either is untimed (Canvas
+exports have no times) the earlier stays, the new file goes to ``work/set_aside/`` and the
+student is flagged, unless ``--replace`` says the export is newer (the replaced file is set
+aside, and a ``timestamp.txt`` that timed it is removed). An identical file changes nothing.
+
+**Late.** Canvas's ``LATE`` in a file name is kept as ``lms_late.txt`` beside the notebooks
+(the export says late, not when); autograde, given a due date and a late penalty and finding
+no ``timestamp.txt``, charges such a submission as late by the least the marker implies: one
+started day (:func:`grader.grading.make_job`).
 """
 from __future__ import annotations
 
