@@ -54,13 +54,13 @@ class Job:
     template_db: bytes                   # SQLite file from make_template
     course_root: str                     # put first on the kernel's PYTHONPATH
     timestamp: str | None = None         # submission time (timestamp.txt), for late penalties
+    lms_late: bool = False               # no timestamp.txt, but the LMS marked it late (see make_job)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # non-notebook assignment files
     timeout: int = 60                    # seconds per cell
     late_penalty: str = "none"           # see grader.config.nbgrader_config
     checks_version: str = ""
     settings: str = ""                   # grading settings (penalty, timeout, due date) as text
     limits: dict[str, float] = field(default_factory=dict)  # grader.sandbox.Limits overrides
-    lms_late: bool = False               # no timestamp.txt, but the LMS marked it late (see make_job)
 
     @property
     def sha256(self) -> str:
@@ -72,6 +72,19 @@ class Job:
         if self.lms_late:
             h.update(b"\0lms late")
         return h.hexdigest()
+
+    @property
+    def late_note(self) -> str:
+        """What the LMS's late marker does to this job ("" without one), for instructor and student."""
+        if not self.lms_late:
+            return ""
+        if self.timestamp is None:
+            return ("the LMS marked this late, but the assignment has no due date, so the marker cannot be "
+                    "applied and no late penalty is charged: autograde again with --due (e.g. --due "
+                    "2026-11-01T23:59:00+01:00)")
+        if self.late_penalty == "none":
+            return "the LMS marked this late; its time is unknown, so it is recorded as one day late (no --late-penalty)"
+        return "the LMS marked this late; its time is unknown, so it is charged as at most one day late"
 
 
 @dataclass
@@ -109,11 +122,11 @@ class Result:
     settings: str = ""
     timestamp: str | None = None
     message: str = ""
+    late: str = ""                       # what the LMS's late marker did (Job.late_note)
     notebooks: list[NotebookResult] = field(default_factory=list)
     log: str = ""
     flags: list[str] = field(default_factory=list)   # every notebook's flags, "<notebook>: <flag>"
     isolation: str = ""                               # grader.sandbox mode the kernels ran in
-    late: str = ""                                    # what the LMS's late marker did (see _late_note)
 
     @property
     def score(self) -> float:
@@ -260,7 +273,12 @@ def grade_submission(job: Job) -> Result:
         seconds: dict[str, float] = {}
         log = _autograde(scratch, job, prepared, template, mode, limits, runs, seconds)
         notebooks = _results(scratch, job, prepared, template, runs, seconds, limits)
-        late = _late_note(job)
+        late = job.late_note
+        if late and job.timestamp and job.late_penalty != "none":  # charged: the feedback says why
+            note = f"**Late submission.** {late[0].upper()}{late[1:]}."
+            for nb in notebooks:
+                if nb.autograded is not None:
+                    nb.autograded = _with_note(nb.autograded, note)
         flags = [f"{nb.name}: {flag}" for nb in notebooks for flag in nb.flags] + ([f"late: {late}"] if late else [])
         message = "; ".join(([late] if late else []) + prepared.messages
                             + [f"{nb.name}: {nb.message}" for nb in notebooks if nb.message])
@@ -357,9 +375,6 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
         before = sum(c["auto_score"] or 0.0 for c in cells.values())
         if data is not None and run is not None:
             data = _apply_verdicts(data, run, cells, flags)
-        if data is not None and job.lms_late and job.timestamp and job.late_penalty != "none":
-            note = _late_note(job)
-            data = _with_note(data, f"**Late submission.** {note[0].upper()}{note[1:]}.")
         score = sum(c["auto_score"] or 0.0 for c in cells.values())
         if penalty and before > 0:  # penalties are a share of the score: scale with it
             penalty = penalty * score / before
@@ -372,18 +387,6 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
             late_penalty=penalty, flags=sorted(set(flags)), autograded=data, message="; ".join(messages),
             diagnoses={gid: text for gid, text in diagnoses.items() if text}))
     return results
-
-
-def _late_note(job: Job) -> str:
-    """What the LMS's late marker did to ``job`` ("" without one), for the instructor and the student."""
-    if not job.lms_late:
-        return ""
-    if job.timestamp is None:
-        return ("the LMS marked this late, but the assignment has no due date, so the marker cannot be applied "
-                "and no late penalty is charged: autograde again with --due (e.g. --due 2026-11-01T23:59:00+01:00)")
-    if job.late_penalty == "none":
-        return "the LMS marked this late; its time is unknown, so it is recorded as one day late (no --late-penalty)"
-    return "the LMS marked this late; its time is unknown, so it is charged as at most one day late"
 
 
 def _with_note(data: bytes, text: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import json
 import os
 import shutil
 import stat
@@ -24,10 +25,8 @@ import pytest
 
 from fixtures.attacks import kit
 from grader.cli import main
-from grader.audit import load_summary
 from grader.collect import ZipLimits, collect, name_key, student_id
 from grader.config import Course, UsageError
-from grader.grading import _late_note, make_job
 
 ASG = kit.ASG
 ZERO = {"part1": {"scale": 0.0, "stack": 0.0, "answer": 0.0, "why": 0.0}, "part2": {"total": 0.0}}  # blank
@@ -407,15 +406,15 @@ def test_an_lms_late_marker_is_charged_one_day_unless_a_timestamp_says_when(tmp_
     course = _mini(tmp_path)
     folder = _tree(tmp_path / "sub", {"part1.ipynb": b"{}", "lms_late.txt": b"late"})
     due = datetime.datetime(2026, 11, 1, 22, 59)
-    job = make_job(course, ASG, "ann", folder, b"", due=due, late_penalty="0.1")
+    job = kit.make_job(course, ASG, "ann", folder, b"", due=due, late_penalty="0.1")
     assert job.lms_late and job.timestamp == "2026-11-01 22:59:01"   # one started day late: the least
-    assert _late_note(job) == "the LMS marked this late; its time is unknown, so it is charged as at most one day late"
-    undated = make_job(course, ASG, "ann", folder, b"", late_penalty="0.1")
-    assert undated.lms_late and undated.timestamp is None and "autograde again with --due" in _late_note(undated)
-    assert undated.sha256 != make_job(course, ASG, "ann", _tree(tmp_path / "b", {"part1.ipynb": b"{}"}), b"").sha256
+    assert job.late_note == "the LMS marked this late; its time is unknown, so it is charged as at most one day late"
+    undated = kit.make_job(course, ASG, "ann", folder, b"", late_penalty="0.1")
+    assert undated.lms_late and undated.timestamp is None and "autograde again with --due" in undated.late_note
+    assert undated.sha256 != kit.make_job(course, ASG, "ann", _tree(tmp_path / "b", {"part1.ipynb": b"{}"}), b"").sha256
     (folder / "timestamp.txt").write_text("2026-11-01 08:00:00")
-    timed = make_job(course, ASG, "ann", folder, b"", due=due, late_penalty="0.1")
-    assert not timed.lms_late and timed.timestamp == "2026-11-01 08:00:00" and _late_note(timed) == ""
+    timed = kit.make_job(course, ASG, "ann", folder, b"", due=due, late_penalty="0.1")
+    assert not timed.lms_late and timed.timestamp == "2026-11-01 08:00:00" and timed.late_note == ""
 
 
 # ---------------------------------------------------------------- issue 13, graded end to end
@@ -647,6 +646,11 @@ def test_several_files_for_one_notebook_keep_the_named_one_and_set_the_copies_as
 
 # ---------------------------------------------------------------- issue 12: Canvas's LATE, graded end to end
 
+def _summary(course: Course) -> dict[str, dict]:
+    """Per student, what the last autograde recorded (work/summary/<asg>.json)."""
+    return json.loads((course.summaries / f"{ASG}.json").read_text(encoding="utf-8"))["submissions"]
+
+
 @pytest.fixture(scope="module")
 def canvas_late(tmp_path_factory):
     """A Canvas zip (no times) where 102's files carry LATE; graded first without a due date
@@ -660,10 +664,10 @@ def canvas_late(tmp_path_factory):
         runs = {"collect": _collect(course, _zip(tmp / "canvas.zip", files))}
         grade = ("autograde", ASG, "--timeout", str(kit.TIMEOUT), "--workers", "2")
         runs["undated"] = _cli(course, *grade, "--student", "102")
-        undated = load_summary(course, ASG)["submissions"]["102"]
+        undated = _summary(course)["102"]
         runs["dated"] = _cli(course, *grade, "--due", "2026-11-01T23:59:00+01:00", "--late-penalty", "0.1")
         runs["feedback"] = _cli(course, "feedback", ASG)
-        yield course, runs, undated, load_summary(course, ASG)["submissions"]
+        yield course, runs, undated, _summary(course)
 
 
 @pytest.mark.slow
