@@ -77,9 +77,9 @@ from typing import NamedTuple
 
 from nbgrader.utils import parse_utc
 
-from grader.config import Course, UsageError, read_input
+from grader.config import LMS_LATE, Course, UsageError, read_input
 
-__all__ = ["LMS_LATE", "CollectReport", "Flag", "Roster", "Submission", "ZipLimits", "canonical", "collect", "name_key",
+__all__ = ["CollectReport", "Flag", "Roster", "Submission", "ZipLimits", "canonical", "collect", "name_key",
            "parse_filename", "slug", "student_id"]
 
 _ATTEMPT = re.compile(r"^(?P<who>.+?)_attempt_(?P<ts>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file>.+)$")
@@ -91,8 +91,6 @@ _COPY_SUFFIX = re.compile(r"(\s*\(\d+\)|[-_ ]\d+|[-_ ]copy|[-_ ]checkpoint)$")
 _NAME_COPY = re.compile(r"(\s*\(\d+\)|[-_ ]copy)$", re.IGNORECASE)
 _PLAIN_KEY = re.compile(r"[a-z0-9][a-z0-9.-]*( [a-z0-9][a-z0-9.-]*)*")  # kept as is, spaces -> _
 _TIMESTAMP = "timestamp.txt"
-#: Written beside the notebooks when the LMS marked the submission late without saying when.
-LMS_LATE = "lms_late.txt"
 _SET_ASIDE = "set_aside"
 
 

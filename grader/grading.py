@@ -32,8 +32,7 @@ from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 
-from grader.collect import LMS_LATE
-from grader.config import BLAS_THREAD_VARS, Course, GraderError, UsageError, nbgrader_config
+from grader.config import BLAS_THREAD_VARS, LMS_LATE, Course, GraderError, UsageError, nbgrader_config
 from grader.execute import Context, NotebookRun, SandboxExecute
 from grader.nb import run_converter
 from grader.preflight import Prepared, TemplateNotebook, load_template, prepare
