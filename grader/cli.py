@@ -84,7 +84,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     course = _course(args)
     limits = ZipLimits(max_bytes=args.max_unzipped_mb << 20, max_members=args.max_members)
     report = collect(course, Path(args.source), assignment=args.assignment,
-                     roster=Path(args.roster) if args.roster else None, limits=limits)
+                     roster=Path(args.roster) if args.roster else None, limits=limits, replace=args.replace)
     students = {s.student for s in report.collected}
     print(f"collected {len(report.collected)} notebook(s) of {len(students)} student(s) into {course.submitted}")
     for note in report.notes:
@@ -145,6 +145,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             what = f"{result.score:g}/{result.max_score:g}"
         print(f"{progress()} {student}: {what} in {result.seconds:.1f} s" + (f"  [flagged: {flags}]" if flags else ""),
               flush=True)  # printed once recorded: a line here is a grade that survives a kill
+        if result.late:
+            print(f"  {student}: {result.late}", flush=True)
 
     try:
         results = autograde(course, args.assignment, args.student or None, regrade=args.regrade,
@@ -318,6 +320,9 @@ def _parser() -> argparse.ArgumentParser:
                    f"(default {ZipLimits.max_bytes >> 20})")
     p.add_argument("--max-members", type=int, default=ZipLimits.max_members, metavar="N",
                    help=f"most entries a zip may have (default {ZipLimits.max_members})")
+    p.add_argument("--replace", action="store_true",
+                   help="this export is newer than what was collected: take its files where they differ from "
+                   "earlier ones and neither time says which is newer (the replaced files are set aside)")
 
     p = add("autograde", cmd_autograde, "grade submissions: scratch copy per submission, here, in --workers "
             "processes or on a Dask --scheduler; one writer to the gradebook; resumes where a killed run stopped")

@@ -133,6 +133,11 @@ class Course:
         return load_catalog([self.checks_dir])
 
 
+#: In a submission folder beside the notebooks: the LMS marked it late without saying when
+#: (collect writes it; autograde charges it as one day late, see grader.autograde.pipeline.make_job).
+LMS_LATE = "lms_late.txt"
+
+
 class DailyPenalty(LateSubmissionPlugin):
     """Late penalty of ``fraction`` of the notebook's score per started day late.
 

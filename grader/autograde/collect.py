@@ -44,6 +44,18 @@ no two tie for last, one copy when all are identical, the one named exactly as t
 when the others carry a copy suffix (``part1 (1).ipynb``: those are kept in ``work/set_aside/``
 and the student is flagged); otherwise none is graded, all are kept in ``work/set_aside/`` and
 the student is flagged, for the instructor to decide.
+
+**Collected before.** A notebook never replaces a different one an earlier collect put in
+``work/submitted`` unless it is known to be newer: when both are timed (``timestamp.txt``,
+attempt names) the later is kept and a note gives both times; when either is untimed (Canvas
+exports have no times) the earlier stays, the new file goes to ``work/set_aside/`` and the
+student is flagged, unless ``--replace`` says the export is newer (the replaced file is set
+aside, and a ``timestamp.txt`` that timed it is removed). An identical file changes nothing.
+
+**Late.** Canvas's ``LATE`` in a file name is kept as ``lms_late.txt`` beside the notebooks
+(the export says late, not when); autograde, given a due date and a late penalty and finding
+no ``timestamp.txt``, charges such a submission as late by the least the marker implies: one
+started day (:func:`grader.autograde.pipeline.make_job`).
 """
 from __future__ import annotations
 
@@ -65,7 +77,7 @@ from typing import NamedTuple
 
 from nbgrader.utils import parse_utc
 
-from grader.config import Course, UsageError, read_input
+from grader.config import LMS_LATE, Course, UsageError, read_input
 
 __all__ = ["CollectReport", "Flag", "Roster", "Submission", "ZipLimits", "canonical", "collect", "name_key",
            "parse_filename", "slug", "student_id"]
@@ -129,6 +141,7 @@ class Parsed:
     lms_id: str | None = None
     assignment: str | None = None
     timestamp: str | None = None
+    late: bool = False  # Canvas's LATE in the file name: late, time unknown
 
 
 def parse_filename(parts: tuple[str, ...]) -> Parsed | None:
@@ -149,7 +162,7 @@ def parse_filename(parts: tuple[str, ...]) -> Parsed | None:
     if m := _MOODLE.match(stem):
         return Parsed(file=m["file"], name=m["who"], lms_id=m["lms"])
     if m := _CANVAS.match(stem):
-        return Parsed(file=m["file"], name=m["who"], lms_id=m["lms"])
+        return Parsed(file=m["file"], name=m["who"], lms_id=m["lms"], late=bool(m["late"]))
     if m := _DASH.match(stem):
         return Parsed(file=m["file"], name=m["who"])
     return None
@@ -233,6 +246,7 @@ class Submission:
     assignment: str
     notebook: str
     timestamp: str | None
+    late: bool = False  # the LMS marked it late (its time unknown)
 
 
 class Flag(NamedTuple):
@@ -417,6 +431,7 @@ class _Candidate:
     source: str
     data: bytes
     timestamp: str | None
+    late: bool = False
 
 
 @dataclass
@@ -440,8 +455,8 @@ class _Upload:
 class _Collection:
     """One run of collect: uploads resolved to students, their notebooks gathered and written."""
 
-    def __init__(self, course: Course, assignment: str | None, roster: Roster | None):
-        self.course, self.assignment, self.roster = course, assignment, roster
+    def __init__(self, course: Course, assignment: str | None, roster: Roster | None, replace: bool = False):
+        self.course, self.assignment, self.roster, self.replace = course, assignment, roster, replace
         self.index = {a: {canonical(n): n for n in course.notebook_names(a)} for a in course.assignments()}
         if assignment is not None and assignment not in self.index:
             raise UsageError(f"--assignment {assignment}: no such assignment (known: {', '.join(self.index)})")
@@ -625,15 +640,16 @@ class _Collection:
     def place_in_folder(self, sid: str, entry: Entry, inner: tuple[str, ...], timestamp: str | None) -> None:
         """A notebook in a student's folder. A file name in an LMS format is the student's own
         (then its notebook part counts) or refused as naming another student."""
-        file = Path(inner[-1]).stem
+        file, late = Path(inner[-1]).stem, False
         if (named := parse_filename((inner[-1],))) is not None:
             if other := self.claimed(inner[-1], sid, flat=True):
                 self.flag(sid, entry.source, f"the file name names student {other}, but it is in {sid}'s upload; "
                                              "refused: no file in one student's upload is collected for another")
                 return
             if self.lookup(Parsed(file="", name=named.name, lms_id=named.lms_id)) == [sid]:
-                file = named.file
-        self.place(sid, entry, Parsed(file=file, assignment=inner[0] if len(inner) == 2 else None), timestamp)
+                file, late = named.file, named.late
+        self.place(sid, entry, Parsed(file=file, assignment=inner[0] if len(inner) == 2 else None, late=late),
+                   timestamp)
 
     def place(self, sid: str, entry: Entry, parsed: Parsed, timestamp: str | None) -> None:
         """``entry`` as a candidate for its (assignment, notebook), or flagged with why it has none."""
@@ -641,7 +657,7 @@ class _Collection:
         if isinstance(placed, str):
             self.flag(sid, entry.source, f"{placed}; not collected")
         else:
-            self.candidates[(sid, *placed)].append(_Candidate(entry.source, entry.data, timestamp))
+            self.candidates[(sid, *placed)].append(_Candidate(entry.source, entry.data, timestamp, parsed.late))
 
     def _notebook(self, parsed: Parsed) -> tuple[str, str] | str:
         """(assignment, notebook) for a parsed path, or the reason it cannot be placed."""
@@ -682,7 +698,7 @@ class _Collection:
         sid, asg, notebook = key
         folder = self.course.work / _SET_ASIDE / sid / asg / notebook
         for i, c in enumerate(cands, start=1):
-            _write(folder / f"{i}-{Path(c.source).name}", c.data)
+            self.set_aside_one(key, str(i), Path(c.source).name, c.data)
         dest = self.course.submitted / sid / asg / f"{notebook}.ipynb"
         files = " and ".join(c.source for c in ([kept] if kept else []) + cands)
         if kept is not None:
@@ -698,20 +714,99 @@ class _Collection:
             f"to {dest}{earlier}"))
 
     def write(self) -> None:
-        """Chosen notebooks into work/submitted, with the assignment's latest time as nbgrader's."""
+        """Chosen notebooks into work/submitted unless what is there is newer (:meth:`admit`), with
+        the assignment's latest time as nbgrader's and the LMS's late marker beside them."""
         latest: dict[Path, str] = {}
+        untimed: set[Path] = set()   # replaced by untimed files (--replace): the old time is wrong now
+        late: dict[Path, bool] = {}
         for key, cands in sorted(self.candidates.items()):
             chosen = self.choose(key, cands)
-            if chosen is None:
+            if chosen is None or (written := self.admit(key, chosen)) is None:
                 continue
             sid, asg, notebook = key
             dest = self.course.submitted / sid / asg
-            _write(dest / f"{notebook}.ipynb", chosen.data)
-            if chosen.timestamp and _when(chosen.timestamp) >= _when(latest.get(dest)):
-                latest[dest] = chosen.timestamp
-            self.report.collected.append(Submission(chosen.source, sid, asg, notebook, chosen.timestamp))
+            if written:
+                _write(dest / f"{notebook}.ipynb", chosen.data)
+                late[dest] = late.get(dest, False) or chosen.late
+                if chosen.timestamp is None:
+                    untimed.add(dest)
+                elif _when(chosen.timestamp) >= _when(latest.get(dest)):
+                    latest[dest] = chosen.timestamp
+            self.report.collected.append(Submission(chosen.source, sid, asg, notebook, chosen.timestamp, chosen.late))
         for dest, timestamp in latest.items():
             _write(dest / _TIMESTAMP, (timestamp + "\n").encode())
+        for dest in untimed - set(latest):
+            if self.replace and (dest / _TIMESTAMP).is_file():
+                (dest / _TIMESTAMP).unlink()
+                self.report.notes.append(f"{dest / _TIMESTAMP}: removed, the files it timed were replaced by "
+                                         "untimed ones (--replace)")
+        for dest, is_late in late.items():
+            self.mark_late(dest, is_late)
+
+    def admit(self, key: tuple[str, str, str], chosen: _Candidate) -> bool | None:
+        """Whether ``chosen`` is written over what an earlier collect put there: True (nothing
+        there, or newer by both times, or ``--replace``), False (the same file: nothing changes),
+        None (kept the earlier file, said why; an untimed one differing is set aside, flagged)."""
+        sid, asg, notebook = key
+        path = self.course.submitted / sid / asg / f"{notebook}.ipynb"
+        if not path.is_file():
+            return True
+        before = path.read_bytes()
+        if before == chosen.data:
+            return False
+        then, now = _collected_time(path.parent), chosen.timestamp
+        if then and now and _when(then) != _when(now):
+            if _when(now) > _when(then):
+                self.report.notes.append(f"{chosen.source}: replaced {path}, collected before: the export's is "
+                                         f"newer ({now} after {then})")
+                return True
+            self.report.notes.append(f"{chosen.source}: not collected: {path}, collected before, is newer "
+                                     f"({then} after {now}); kept it")
+            return None
+        if self.replace:
+            aside = self.set_aside_one(key, "replaced", path.name, before)
+            self.report.notes.append(f"{chosen.source}: replaced {path}, collected before (--replace); the replaced "
+                                     f"file is in {aside}")
+            return True
+        aside = self.set_aside_one(key, "not-collected", Path(chosen.source).name, chosen.data)
+        why = (f"both say {now}" if then and now else
+               "the export does not time it" if then else "the file collected before has no time")
+        self.flag(sid, chosen.source, (
+            f"differs from {path}, collected before, and which is newer is unknown ({why}); kept the earlier "
+            f"file, this one is in {aside}: if this export is newer than what was collected, collect it again "
+            "with --replace (or copy the file over), then grade again"))
+        return None
+
+    def set_aside_one(self, key: tuple[str, str, str], label: str, name: str, data: bytes) -> Path:
+        """Keep one file in work/set_aside/<student>/<asg>/<notebook>/ as ``<label>-<name>``."""
+        sid, asg, notebook = key
+        path = self.course.work / _SET_ASIDE / sid / asg / notebook / f"{label}-{name}"
+        _write(path, data)
+        return path
+
+    def mark_late(self, dest: Path, late: bool) -> None:
+        """Keep what the LMS said: a late submission without a time gets ``lms_late.txt``, which
+        autograde reads; files replaced (--replace) by ones not marked late lose it."""
+        marker = dest / LMS_LATE
+        if late:
+            _write(marker, b"The LMS marked this submission late; the export does not say when it was submitted, "
+                           b"so the exact time is unknown.\n")
+            self.report.notes.append(f"{dest.relative_to(self.course.submitted)}: the LMS marked it late, time "
+                                     f"unknown ({marker}); autograde with --due and --late-penalty charges it as "
+                                     "one day late")
+        elif self.replace and marker.is_file():
+            marker.unlink()
+            self.report.notes.append(f"{marker}: removed, the files the LMS marked late were replaced (--replace)")
+
+
+def _collected_time(folder: Path) -> str | None:
+    """The time in a folder's timestamp.txt (collected before), None if it has none or no time."""
+    try:
+        text = (folder / _TIMESTAMP).read_text(encoding="utf-8").strip()
+        parse_utc(text)
+    except (OSError, UnicodeError, ValueError, OverflowError):
+        return None
+    return text
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -721,14 +816,15 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def collect(course: Course, source: Path, *, assignment: str | None = None,
-            roster: Path | None = None, limits: ZipLimits = ZipLimits()) -> CollectReport:
+def collect(course: Course, source: Path, *, assignment: str | None = None, roster: Path | None = None,
+            limits: ZipLimits = ZipLimits(), replace: bool = False) -> CollectReport:
     """Copy every notebook under ``source`` (a folder or a .zip, read within ``limits``) to
-    ``work/submitted/<student>/<assignment>/<notebook>.ipynb`` with its ``timestamp.txt``; see the
-    module docstring for who, links, and what is flagged."""
+    ``work/submitted/<student>/<assignment>/<notebook>.ipynb`` with its ``timestamp.txt`` (or the
+    LMS's late marker); ``replace``: the export is newer than what was collected before, take its
+    files even where neither is timed. See the module docstring for who, links, and what is flagged."""
     if not source.exists():
         raise UsageError(f"{source} does not exist; give the folder or .zip the LMS export was saved as")
-    run = _Collection(course, assignment, Roster(roster) if roster else None)
+    run = _Collection(course, assignment, Roster(roster) if roster else None, replace)
     if source.is_file() and zipfile.is_zipfile(source):
         entries = _zip_entries(source, limits)
     elif source.is_dir():

@@ -284,7 +284,7 @@ def autograde(course: Course, assignment: str, students: Iterable[str] | None = 
 
         def jobs() -> Iterator[Job]:  # made as they are needed, up-to-date ones reported
             for student in wanted:
-                job = make_job(course, assignment, student, folders[student], template, timeout=timeout,
+                job = make_job(course, assignment, student, folders[student], template, due=duedate, timeout=timeout,
                                late_penalty=late_penalty, checks_version=version, settings=settings)
                 if regrade or exercise or not _up_to_date(recorded.get(student), job, course):
                     yield job
