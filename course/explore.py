@@ -300,7 +300,8 @@ def _paint_race(ax: Any, *, rules: Mapping[str, Rule | None], landscape: str, lr
     paths, notes = race(land, lr=lr, momentum=momentum, steps=steps, **rules)
     labelled = {}
     for name, path in paths.items():
-        end = float(land.f(path[-1])) if np.isfinite(path[-1]).all() else math.nan
+        with np.errstate(all="ignore"):  # a path about to overflow gives f = inf: "diverged"
+            end = float(land.f(path[-1])) if np.isfinite(path[-1]).all() else math.nan
         labelled[f"{name}: f = {end:.1e}" if math.isfinite(end) else f"{name}: diverged"] = path
     from .plots import draw_trajectories
 
