@@ -43,7 +43,7 @@ ISSUE9_TOPICS: list[tuple[str, str, str]] = [
     ("transfer learning", r"transfer learning", SIXTH),
     ("bottleneck layers", r"bottleneck", SIXTH),
     ("greedy layer-wise pre-training (history)", r"pre-?training", SIXTH),
-    ("the notes' homework to explore initialization interactively", r"interactiv|explorer", SIXTH),
+    ("the notes' homework to explore initialization interactively", r"interactiv|explorer", "03_initialization"),
     ("the conditions sum eps = inf, sum eps^2 < inf", r"convergence conditions", "02_optimizers"),
 ]
 
