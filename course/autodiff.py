@@ -23,7 +23,9 @@ A VJP registered without ``on_arrays=True`` (a user's rule) always receives Tens
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -96,13 +98,11 @@ class Primitive:
         data = self.forward(*inputs, **kwargs)
         if plain:  # plain arrays: nothing to record (how VJPs run on arrays)
             return data
+        if not (parents and _grad_enabled):
+            return _leaf(data)
         out = Tensor.__new__(Tensor)
-        out.data, out.grad = data, None
-        if parents and _grad_enabled:
-            out.requires_grad, out.op, out.args, out.kwargs, out.parents = True, self, args, kwargs, tuple(parents)
-            out.inputs = inputs
-        else:
-            out.requires_grad, out.op, out.args, out.kwargs, out.parents = False, None, (), _NO_KWARGS, ()
+        out.data, out.grad, out.requires_grad, out.op, out.args, out.kwargs = data, None, True, self, args, kwargs
+        out.parents, out.inputs, out._seq, out._order = tuple(parents), inputs, next(_created), None
         return out
 
     def vjp(self, argnum: int, g: Any, out: Any, args: Sequence[Any] | None = None,
@@ -126,6 +126,7 @@ class Primitive:
 
 
 _NO_KWARGS: dict[str, Any] = {}  # shared by every node without keyword arguments: never mutated
+_created = itertools.count(1)  # numbers the recorded nodes in the order they are made (leaves: 0)
 
 
 def primitive(forward: Callable[..., Any]) -> Primitive:
@@ -155,10 +156,11 @@ class Tensor:
     """
 
     # ``inputs``: a recorded node's argument values as the forward saw them (the arrays its VJPs
-    # run on); ``_order``: the graph's reverse topological order below this node, set by the
-    # first backward from it. Both stay unset until needed, which costs a leaf nothing.
-    __slots__ = ("data", "grad", "requires_grad", "op", "args", "kwargs", "parents", "inputs", "_order",
-                 "__weakref__")
+    # run on); ``_seq``: when the node was recorded (1, 2, ...; 0 for a leaf), see
+    # :func:`_reverse_topological`; ``_order``: the graph's reverse topological order below this
+    # node, set by the first backward from it. A leaf has no ``inputs`` or ``_order``.
+    __slots__ = ("data", "grad", "requires_grad", "op", "args", "kwargs", "parents", "inputs", "_seq",
+                 "_order", "__weakref__")
     __array_priority__ = 1000.0  # so ``ndarray * Tensor`` defers to Tensor.__rmul__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
@@ -173,6 +175,7 @@ class Tensor:
         self.args: tuple[Any, ...] = ()
         self.kwargs: Any = _NO_KWARGS
         self.parents: tuple[Tensor, ...] = ()
+        self._seq = 0
 
     # -- inspection -------------------------------------------------------------------------
     @property
@@ -279,7 +282,7 @@ def _is_array(x: Any) -> bool:
 def _leaf(data: Any) -> Tensor:
     """A constant Tensor around an array of the backend (no conversion: the engine's own)."""
     t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents = data, None, False, None, (), _NO_KWARGS, ()
+    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents, t._seq = data, None, False, None, (), _NO_KWARGS, (), 0
     return t
 
 
@@ -301,26 +304,29 @@ def _seed(root: Tensor, grad: Any) -> Any:
 
 
 def _reverse_topological(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Nodes reachable from ``roots``, each before all of its parents (iterative DFS)."""
-    order: list[Tensor] = []
+    """Nodes reachable from ``roots``, each before all of its parents.
+
+    A node is recorded after its parents (they are its arguments), so the order of recording,
+    newest first, is a reverse topological order: collect the reachable nodes (a sweep over a
+    growing list, no recursion) and sort them by their recording number ``_seq``. Leaves have
+    ``_seq == 0`` and come last.
+    """
+    nodes: list[Tensor] = []
     seen: set[int] = set()
     for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, iter(root.parents))]
-        while stack:
-            node, parents = stack[-1]
-            for p in parents:
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    stack.append((p, iter(p.parents)))
-                    break
-            else:  # all parents done: post-order position
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
+        if id(root) not in seen:
+            seen.add(id(root))
+            nodes.append(root)
+    for node in nodes:  # the list grows while it is read: every reachable node once
+        for p in node.parents:
+            if id(p) not in seen:
+                seen.add(id(p))
+                nodes.append(p)
+    nodes.sort(key=_recorded, reverse=True)
+    return nodes
+
+
+_recorded = operator.attrgetter("_seq")
 
 
 def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
@@ -330,9 +336,13 @@ def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
     if len(roots) != 1:
         return _reverse_topological(roots)
     root = roots[0]
-    below = getattr(root, "_order", None)
+    if root.op is None:  # a leaf: nothing below it
+        return [root]
+    below = root._order
     if below is None:
-        below = root._order = _reverse_topological(roots)[1:]
+        order = _reverse_topological(roots)
+        root._order = order[1:]
+        return order
     return [root, *below]
 
 
@@ -346,7 +356,7 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
     wrapped in Tensors; with it they are Tensors and every VJP records its operations.
     """
     global _grad_enabled
-    grads: dict[int, Any] = {}
+    grads: dict[int, Any] = {}  # id(node) -> the sum of the gradients it has received so far
     for r, s in zip(roots, seeds):
         if create_graph != isinstance(s, Tensor):  # a Tensor ȳ keeps its own graph for create_graph
             s = _leaf(s) if create_graph else s.data
@@ -367,19 +377,20 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
                 if capture is None and node.requires_grad:
                     _accumulate(node, g, create_graph, handed)
                 continue
-            wrapped = not (create_graph or op.on_arrays)  # a rule that expects Tensors, on arrays
-            if create_graph or wrapped:
+            if create_graph:
                 out, args = node, node.args
-                g = _leaf(g) if wrapped else g
-            else:
+            elif op.on_arrays:
                 out, args = node.data, node.inputs
+            else:  # a rule that expects Tensors, run on arrays
+                out, args, g = node, node.args, _leaf(g)
             for i, arg in enumerate(node.args):
-                if isinstance(arg, Tensor) and arg.requires_grad:
-                    ga = op.vjp(i, g, out, args, node.kwargs)
-                    if wrapped and isinstance(ga, Tensor):
-                        ga = ga.data
-                    key = id(arg)
-                    grads[key] = grads[key] + ga if key in grads else ga
+                if not isinstance(arg, Tensor) or not arg.requires_grad:
+                    continue  # a constant, or a tensor no gradient is wanted for
+                ga = op.vjp(i, g, out, args, node.kwargs)
+                if not create_graph and isinstance(ga, Tensor):  # from a rule that expects Tensors
+                    ga = ga.data
+                key = id(arg)
+                grads[key] = grads[key] + ga if key in grads else ga
     finally:
         _grad_enabled = old
 
@@ -391,17 +402,18 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
     elif leaf.grad is not None:
         leaf.grad = _leaf(leaf.grad.data + g)
     else:
-        leaf.grad = _leaf(g if _owned(g, handed) else B.xp.asarray(g, copy=True))
-        handed.add(id(leaf.grad.data))
+        if id(g) in handed or not _owned(g):
+            g = B.xp.asarray(g, copy=True)
+        handed.add(id(g))
+        leaf.grad = _leaf(g)
 
 
-def _owned(g: Any, handed: set[int]) -> bool:
-    """Whether array ``g`` may become a leaf's ``.grad`` as is: no other leaf holds it and it is
-    not a view (of another gradient, or a read-only broadcast), so in-place updates of one
-    leaf's gradient never show up in another's. CuPy's flags have no ``writeable`` (its views
-    are caught by ``owndata``); arrays without flags (array_api_strict) are always copied."""
-    if id(g) in handed:
-        return False
+def _owned(g: Any) -> bool:
+    """Whether array ``g`` may become a leaf's ``.grad`` as is: it is not a view (of another
+    gradient, or a read-only broadcast), so in-place updates of one leaf's gradient never show
+    up elsewhere (:func:`_accumulate` also copies one already handed to another leaf). CuPy's
+    flags have no ``writeable`` (its views are caught by ``owndata``); arrays without flags
+    (array_api_strict) are always copied."""
     flags = getattr(g, "flags", None)
     return flags is not None and flags.owndata and getattr(flags, "writeable", True)
 
