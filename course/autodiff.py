@@ -67,6 +67,9 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+_NO_KWARGS: dict[str, Any] = {}  # shared by every node without keyword arguments: never mutated
+
+
 class Primitive:
     """An operation: ``forward`` on raw arrays and one VJP per differentiable argument.
 
@@ -86,6 +89,10 @@ class Primitive:
         self.on_arrays = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply(args, kwargs)
+
+    def apply(self, args: tuple[Any, ...], kwargs: dict[str, Any] = _NO_KWARGS) -> Any:
+        """``self(*args, **kwargs)`` with the arguments already packed (Tensor's operators use it)."""
         inputs, parents, plain = [], [], True
         for a in args:  # a loop, not comprehensions: this runs for every operation
             if isinstance(a, Tensor):
@@ -95,7 +102,7 @@ class Primitive:
                     parents.append(a)
             else:
                 inputs.append(a)
-        data = self.forward(*inputs, **kwargs)
+        data = self.forward(*inputs, **kwargs) if kwargs else self.forward(*inputs)
         if plain:  # plain arrays: nothing to record (how VJPs run on arrays)
             return data
         if not (parents and _grad_enabled):
@@ -125,7 +132,6 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-_NO_KWARGS: dict[str, Any] = {}  # shared by every node without keyword arguments: never mutated
 _created = itertools.count(1)  # numbers the recorded nodes in the order they are made (leaves: 0)
 
 
@@ -309,18 +315,19 @@ def _reverse_topological(roots: Sequence[Tensor]) -> list[Tensor]:
     A node is recorded after its parents (they are its arguments), so the order of recording,
     newest first, is a reverse topological order: collect the reachable nodes (a sweep over a
     growing list, no recursion) and sort them by their recording number ``_seq``. Leaves have
-    ``_seq == 0`` and come last.
+    ``_seq == 0`` and come last. (Sets and dicts of nodes compare them by identity: a Tensor's
+    hash is ``object.__hash__``.)
     """
     nodes: list[Tensor] = []
-    seen: set[int] = set()
+    seen: set[Tensor] = set()
     for root in roots:
-        if id(root) not in seen:
-            seen.add(id(root))
+        if root not in seen:
+            seen.add(root)
             nodes.append(root)
     for node in nodes:  # the list grows while it is read: every reachable node once
         for p in node.parents:
-            if id(p) not in seen:
-                seen.add(id(p))
+            if p not in seen:
+                seen.add(p)
                 nodes.append(p)
     nodes.sort(key=_recorded, reverse=True)
     return nodes
@@ -347,30 +354,30 @@ def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
 
 
 def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
-              capture: dict[int, Tensor | None] | None) -> None:
+              capture: dict[Tensor, Tensor | None] | None) -> None:
     """Send gradients (``seeds``: arrays or Tensors) from ``roots`` to every reachable node.
 
-    Leaves accumulate into ``.grad``; with ``capture`` given, the gradients of the nodes whose
-    ids it holds are stored there instead and no ``.grad`` is touched. Without ``create_graph``
-    the gradients in flight are raw arrays, and a VJP registered without ``on_arrays`` gets them
+    Leaves accumulate into ``.grad``; with ``capture`` given, the gradients of the nodes it
+    holds are stored there instead and no ``.grad`` is touched. Without ``create_graph`` the
+    gradients in flight are raw arrays, and a VJP registered without ``on_arrays`` gets them
     wrapped in Tensors; with it they are Tensors and every VJP records its operations.
     """
     global _grad_enabled
-    grads: dict[int, Any] = {}  # id(node) -> the sum of the gradients it has received so far
+    grads: dict[Tensor, Any] = {}  # node -> the sum of the gradients it has received so far
     for r, s in zip(roots, seeds):
         if create_graph != isinstance(s, Tensor):  # a Tensor ȳ keeps its own graph for create_graph
             s = _leaf(s) if create_graph else s.data
-        grads[id(r)] = grads[id(r)] + s if id(r) in grads else s
-    handed: set[int] = set()  # gradients already given to a leaf: the next leaf gets a copy
+        grads[r] = grads[r] + s if r in grads else s
+    handed: set[int] = set()  # ids of the gradients given to a leaf: the next leaf gets a copy
     old, _grad_enabled = _grad_enabled, create_graph  # a plain flag: no context manager per call
     try:
         for node in _graph_order(roots):
-            g = grads.pop(id(node), None)
+            g = grads.pop(node, None)
             if g is None:
                 continue
             op = node.op
-            if capture is not None and id(node) in capture:
-                capture[id(node)] = g if create_graph else _leaf(g)
+            if capture is not None and node in capture:
+                capture[node] = g if create_graph else _leaf(g)
                 if op is None:
                     continue
             if op is None:
@@ -389,8 +396,7 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
                 ga = op.vjp(i, g, out, args, node.kwargs)
                 if not create_graph and isinstance(ga, Tensor):  # from a rule that expects Tensors
                     ga = ga.data
-                key = id(arg)
-                grads[key] = grads[key] + ga if key in grads else ga
+                grads[arg] = grads[arg] + ga if arg in grads else ga
     finally:
         _grad_enabled = old
 
@@ -431,9 +437,9 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     else:
         gos = [grad_outputs] if isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)) else grad_outputs
         seeds = [_seed(o, go) for o, go in zip(outs, gos)]
-    capture: dict[int, Tensor | None] = {id(x): None for x in ins}
+    capture: dict[Tensor, Tensor | None] = dict.fromkeys(ins)
     _backprop(outs, seeds, create_graph, capture)
-    return [capture[id(x)] if capture[id(x)] is not None else Tensor(B.xp.zeros_like(x.data)) for x in ins]
+    return [capture[x] if capture[x] is not None else Tensor(B.xp.zeros_like(x.data)) for x in ins]
 
 
 def hvp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
