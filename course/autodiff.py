@@ -7,8 +7,9 @@ its value (``data``), the operation that made it (``op``), that operation's argu
 Forward: every primitive (see :mod:`course.ops`, which also gives Tensor its operators)
 computes on raw arrays and records a node. A primitive called on plain arrays only is just its
 forward: it returns a plain array and records nothing.
-Backward: :meth:`Tensor.backward` orders the graph once, children before parents (a reverse
-topological order found without recursion, kept on the root for the next backward from it),
+Backward: :meth:`Tensor.backward` orders the graph once, children before parents (nodes are
+numbered as they are recorded and a node is always recorded after its parents, so newest first
+is a reverse topological order; found without recursion, kept on the root for the next backward),
 and each node sends to each parent the vector-Jacobian product ``x̄ += Jᵀ ȳ`` of its
 operation; a parent used several times sums what it receives. The library's VJPs are written
 with primitives and array operators, so they run two ways:
@@ -18,7 +19,10 @@ with primitives and array operators, so they run two ways:
 * ``create_graph=True``: on Tensors, so the backward pass is itself recorded and can be
   differentiated again (Hessian-vector products, small Hessians for Newton's method).
 
-A VJP registered without ``on_arrays=True`` (a user's rule) always receives Tensors.
+What runs on arrays: every VJP registered with ``defvjp(prim, ..., on_arrays=True)`` (all of
+:mod:`course.ops`, the cross-entropy, binary cross-entropy and batch-norm nodes). A VJP
+registered without it (a user's rule) always receives Tensors; without ``create_graph`` they
+record nothing and its result is unwrapped again.
 """
 from __future__ import annotations
 
