@@ -7,8 +7,9 @@ its value (``data``), the operation that made it (``op``), that operation's argu
 Forward: every primitive (see :mod:`course.ops`, which also gives Tensor its operators)
 computes on raw arrays and records a node. A primitive called on plain arrays only is just its
 forward: it returns a plain array and records nothing.
-Backward: :meth:`Tensor.backward` orders the graph once, children before parents (a reverse
-topological order found without recursion, kept on the root for the next backward from it),
+Backward: :meth:`Tensor.backward` orders the graph once, children before parents (nodes are
+numbered as they are recorded and a node is always recorded after its parents, so newest first
+is a reverse topological order; found without recursion, kept on the root for the next backward),
 and each node sends to each parent the vector-Jacobian product ``x̄ += Jᵀ ȳ`` of its
 operation; a parent used several times sums what it receives. The library's VJPs are written
 with primitives and array operators, so they run two ways:
@@ -18,12 +19,17 @@ with primitives and array operators, so they run two ways:
 * ``create_graph=True``: on Tensors, so the backward pass is itself recorded and can be
   differentiated again (Hessian-vector products, small Hessians for Newton's method).
 
-A VJP registered without ``on_arrays=True`` (a user's rule) always receives Tensors.
+What runs on arrays: every VJP registered with ``defvjp(prim, ..., on_arrays=True)`` (all of
+:mod:`course.ops`, the cross-entropy, binary cross-entropy and batch-norm nodes). A VJP
+registered without it (a user's rule) always receives Tensors; without ``create_graph`` they
+record nothing and its result is unwrapped again.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -65,6 +71,9 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+_NO_KWARGS: dict[str, Any] = {}  # shared by every node without keyword arguments: never mutated
+
+
 class Primitive:
     """An operation: ``forward`` on raw arrays and one VJP per differentiable argument.
 
@@ -84,6 +93,10 @@ class Primitive:
         self.on_arrays = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply(args, kwargs)
+
+    def apply(self, args: tuple[Any, ...], kwargs: dict[str, Any] = _NO_KWARGS) -> Any:
+        """``self(*args, **kwargs)`` with the arguments already packed (Tensor's operators use it)."""
         inputs, parents, plain = [], [], True
         for a in args:  # a loop, not comprehensions: this runs for every operation
             if isinstance(a, Tensor):
@@ -93,16 +106,14 @@ class Primitive:
                     parents.append(a)
             else:
                 inputs.append(a)
-        data = self.forward(*inputs, **kwargs)
+        data = self.forward(*inputs, **kwargs) if kwargs else self.forward(*inputs)
         if plain:  # plain arrays: nothing to record (how VJPs run on arrays)
             return data
+        if not (parents and _grad_enabled):
+            return _leaf(data)
         out = Tensor.__new__(Tensor)
-        out.data, out.grad = data, None
-        if parents and _grad_enabled:
-            out.requires_grad, out.op, out.args, out.kwargs, out.parents = True, self, args, kwargs, tuple(parents)
-            out.inputs = inputs
-        else:
-            out.requires_grad, out.op, out.args, out.kwargs, out.parents = False, None, (), _NO_KWARGS, ()
+        out.data, out.grad, out.requires_grad, out.op, out.args, out.kwargs = data, None, True, self, args, kwargs
+        out.parents, out.inputs, out._seq, out._order = tuple(parents), inputs, next(_created), None
         return out
 
     def vjp(self, argnum: int, g: Any, out: Any, args: Sequence[Any] | None = None,
@@ -125,7 +136,7 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
-_NO_KWARGS: dict[str, Any] = {}  # shared by every node without keyword arguments: never mutated
+_created = itertools.count(1)  # numbers the recorded nodes in the order they are made (leaves: 0)
 
 
 def primitive(forward: Callable[..., Any]) -> Primitive:
@@ -155,10 +166,11 @@ class Tensor:
     """
 
     # ``inputs``: a recorded node's argument values as the forward saw them (the arrays its VJPs
-    # run on); ``_order``: the graph's reverse topological order below this node, set by the
-    # first backward from it. Both stay unset until needed, which costs a leaf nothing.
-    __slots__ = ("data", "grad", "requires_grad", "op", "args", "kwargs", "parents", "inputs", "_order",
-                 "__weakref__")
+    # run on); ``_seq``: when the node was recorded (1, 2, ...; 0 for a leaf), see
+    # :func:`_reverse_topological`; ``_order``: the graph's reverse topological order below this
+    # node, set by the first backward from it. A leaf has no ``inputs`` or ``_order``.
+    __slots__ = ("data", "grad", "requires_grad", "op", "args", "kwargs", "parents", "inputs", "_seq",
+                 "_order", "__weakref__")
     __array_priority__ = 1000.0  # so ``ndarray * Tensor`` defers to Tensor.__rmul__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
@@ -173,6 +185,7 @@ class Tensor:
         self.args: tuple[Any, ...] = ()
         self.kwargs: Any = _NO_KWARGS
         self.parents: tuple[Tensor, ...] = ()
+        self._seq = 0
 
     # -- inspection -------------------------------------------------------------------------
     @property
@@ -279,7 +292,7 @@ def _is_array(x: Any) -> bool:
 def _leaf(data: Any) -> Tensor:
     """A constant Tensor around an array of the backend (no conversion: the engine's own)."""
     t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents = data, None, False, None, (), _NO_KWARGS, ()
+    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents, t._seq = data, None, False, None, (), _NO_KWARGS, (), 0
     return t
 
 
@@ -301,26 +314,30 @@ def _seed(root: Tensor, grad: Any) -> Any:
 
 
 def _reverse_topological(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Nodes reachable from ``roots``, each before all of its parents (iterative DFS)."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
+    """Nodes reachable from ``roots``, each before all of its parents.
+
+    A node is recorded after its parents (they are its arguments), so the order of recording,
+    newest first, is a reverse topological order: collect the reachable nodes (a sweep over a
+    growing list, no recursion) and sort them by their recording number ``_seq``. Leaves have
+    ``_seq == 0`` and come last. (Sets and dicts of nodes compare them by identity: a Tensor's
+    hash is ``object.__hash__``.)
+    """
+    nodes: list[Tensor] = []
+    seen: set[Tensor] = set()
     for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, iter(root.parents))]
-        while stack:
-            node, parents = stack[-1]
-            for p in parents:
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    stack.append((p, iter(p.parents)))
-                    break
-            else:  # all parents done: post-order position
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
+        if root not in seen:
+            seen.add(root)
+            nodes.append(root)
+    for node in nodes:  # the list grows while it is read: every reachable node once
+        for p in node.parents:
+            if p not in seen:
+                seen.add(p)
+                nodes.append(p)
+    nodes.sort(key=_recorded, reverse=True)
+    return nodes
+
+
+_recorded = operator.attrgetter("_seq")
 
 
 def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
@@ -330,56 +347,60 @@ def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
     if len(roots) != 1:
         return _reverse_topological(roots)
     root = roots[0]
-    below = getattr(root, "_order", None)
+    if root.op is None:  # a leaf: nothing below it
+        return [root]
+    below = root._order
     if below is None:
-        below = root._order = _reverse_topological(roots)[1:]
+        order = _reverse_topological(roots)
+        root._order = order[1:]
+        return order
     return [root, *below]
 
 
 def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
-              capture: dict[int, Tensor | None] | None) -> None:
+              capture: dict[Tensor, Tensor | None] | None) -> None:
     """Send gradients (``seeds``: arrays or Tensors) from ``roots`` to every reachable node.
 
-    Leaves accumulate into ``.grad``; with ``capture`` given, the gradients of the nodes whose
-    ids it holds are stored there instead and no ``.grad`` is touched. Without ``create_graph``
-    the gradients in flight are raw arrays, and a VJP registered without ``on_arrays`` gets them
+    Leaves accumulate into ``.grad``; with ``capture`` given, the gradients of the nodes it
+    holds are stored there instead and no ``.grad`` is touched. Without ``create_graph`` the
+    gradients in flight are raw arrays, and a VJP registered without ``on_arrays`` gets them
     wrapped in Tensors; with it they are Tensors and every VJP records its operations.
     """
     global _grad_enabled
-    grads: dict[int, Any] = {}
+    grads: dict[Tensor, Any] = {}  # node -> the sum of the gradients it has received so far
     for r, s in zip(roots, seeds):
         if create_graph != isinstance(s, Tensor):  # a Tensor ȳ keeps its own graph for create_graph
             s = _leaf(s) if create_graph else s.data
-        grads[id(r)] = grads[id(r)] + s if id(r) in grads else s
-    handed: set[int] = set()  # gradients already given to a leaf: the next leaf gets a copy
+        grads[r] = grads[r] + s if r in grads else s
+    handed: set[int] = set()  # ids of the gradients given to a leaf: the next leaf gets a copy
     old, _grad_enabled = _grad_enabled, create_graph  # a plain flag: no context manager per call
     try:
         for node in _graph_order(roots):
-            g = grads.pop(id(node), None)
+            g = grads.pop(node, None)
             if g is None:
                 continue
             op = node.op
-            if capture is not None and id(node) in capture:
-                capture[id(node)] = g if create_graph else _leaf(g)
+            if capture is not None and node in capture:
+                capture[node] = g if create_graph else _leaf(g)
                 if op is None:
                     continue
             if op is None:
                 if capture is None and node.requires_grad:
                     _accumulate(node, g, create_graph, handed)
                 continue
-            wrapped = not (create_graph or op.on_arrays)  # a rule that expects Tensors, on arrays
-            if create_graph or wrapped:
+            if create_graph:
                 out, args = node, node.args
-                g = _leaf(g) if wrapped else g
-            else:
+            elif op.on_arrays:
                 out, args = node.data, node.inputs
+            else:  # a rule that expects Tensors, run on arrays
+                out, args, g = node, node.args, _leaf(g)
             for i, arg in enumerate(node.args):
-                if isinstance(arg, Tensor) and arg.requires_grad:
-                    ga = op.vjp(i, g, out, args, node.kwargs)
-                    if wrapped and isinstance(ga, Tensor):
-                        ga = ga.data
-                    key = id(arg)
-                    grads[key] = grads[key] + ga if key in grads else ga
+                if not isinstance(arg, Tensor) or not arg.requires_grad:
+                    continue  # a constant, or a tensor no gradient is wanted for
+                ga = op.vjp(i, g, out, args, node.kwargs)
+                if not create_graph and isinstance(ga, Tensor):  # from a rule that expects Tensors
+                    ga = ga.data
+                grads[arg] = grads[arg] + ga if arg in grads else ga
     finally:
         _grad_enabled = old
 
@@ -391,17 +412,18 @@ def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> N
     elif leaf.grad is not None:
         leaf.grad = _leaf(leaf.grad.data + g)
     else:
-        leaf.grad = _leaf(g if _owned(g, handed) else B.xp.asarray(g, copy=True))
-        handed.add(id(leaf.grad.data))
+        if id(g) in handed or not _owned(g):
+            g = B.xp.asarray(g, copy=True)
+        handed.add(id(g))
+        leaf.grad = _leaf(g)
 
 
-def _owned(g: Any, handed: set[int]) -> bool:
-    """Whether array ``g`` may become a leaf's ``.grad`` as is: no other leaf holds it and it is
-    not a view (of another gradient, or a read-only broadcast), so in-place updates of one
-    leaf's gradient never show up in another's. CuPy's flags have no ``writeable`` (its views
-    are caught by ``owndata``); arrays without flags (array_api_strict) are always copied."""
-    if id(g) in handed:
-        return False
+def _owned(g: Any) -> bool:
+    """Whether array ``g`` may become a leaf's ``.grad`` as is: it is not a view (of another
+    gradient, or a read-only broadcast), so in-place updates of one leaf's gradient never show
+    up elsewhere (:func:`_accumulate` also copies one already handed to another leaf). CuPy's
+    flags have no ``writeable`` (its views are caught by ``owndata``); arrays without flags
+    (array_api_strict) are always copied."""
     flags = getattr(g, "flags", None)
     return flags is not None and flags.owndata and getattr(flags, "writeable", True)
 
@@ -419,9 +441,9 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     else:
         gos = [grad_outputs] if isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)) else grad_outputs
         seeds = [_seed(o, go) for o, go in zip(outs, gos)]
-    capture: dict[int, Tensor | None] = {id(x): None for x in ins}
+    capture: dict[Tensor, Tensor | None] = dict.fromkeys(ins)
     _backprop(outs, seeds, create_graph, capture)
-    return [capture[id(x)] if capture[id(x)] is not None else Tensor(B.xp.zeros_like(x.data)) for x in ins]
+    return [capture[x] if capture[x] is not None else Tensor(B.xp.zeros_like(x.data)) for x in ins]
 
 
 def hvp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:

@@ -84,10 +84,10 @@ def _numpy_namespace() -> types.SimpleNamespace:
     ns = _Namespace(**{k: v for k, v in vars(np).items() if not k.startswith("_")})
 
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001 - standard name
-        return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+        return np.add.reduce(x, axis, dtype, None, keepdims)  # positional: parsed faster
 
     def max(x, /, *, axis=None, keepdims=False):  # noqa: A001
-        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+        return np.maximum.reduce(x, axis, None, None, keepdims)
 
     def ones_like(x, /, *, dtype=None, device=None):
         if x.ndim == 0:  # a scalar loss: one call instead of np.ones_like's three

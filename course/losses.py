@@ -6,7 +6,8 @@ function. Checks that read values (label ranges, probabilities, ±1 labels) run 
 backends only (``course.backend.on_host``): on a GPU each would wait for the device at every
 call, so there the data are the caller's to check, once. Where the plain composition of primitives would be unstable or lose the gradient at
 a point (softmax cross-entropy, the two binary cross-entropies) the loss is one fused
-primitive whose VJP is written in tensor ops, so it can be differentiated twice.
+primitive whose VJP is written in primitives and array operators, so it can be differentiated
+twice and, in an ordinary backward pass, runs on the raw arrays (``on_arrays=True``).
 """
 from __future__ import annotations
 
@@ -63,13 +64,13 @@ def _cross_entropy(logits: Array, labels: Array, reduction: str) -> Array:
     return _reduce_array(nll, reduction)
 
 
-def _cross_entropy_vjp(g: Tensor, out: Tensor, logits: Tensor, labels: Array, reduction: str) -> Tensor:
+def _cross_entropy_vjp(g: Any, out: Any, logits: Any, labels: Array, reduction: str) -> Any:
     hot = _one_hot(labels, logits.shape[-1])
     diff = ops.softmax(logits, axis=-1) - B.xp.astype(hot, logits.dtype)
     return _spread(g, diff, reduction)
 
 
-defvjp(_cross_entropy, _cross_entropy_vjp)
+defvjp(_cross_entropy, _cross_entropy_vjp, on_arrays=True)
 
 
 # The fast path of course.fast: one kernel computes the loss and the gradient (softmax − onehot,
@@ -85,16 +86,16 @@ def _cross_entropy_fused_forward(logits: Array, labels: Array, reduction: str, *
     return loss
 
 
-def _cross_entropy_fused_vjp(g: Tensor, out: Tensor, logits: Tensor, labels: Array, reduction: str, *,
-                             kernel: Any, saved: dict[str, Array]) -> Tensor:
-    if is_grad_enabled():
+def _cross_entropy_fused_vjp(g: Any, out: Any, logits: Any, labels: Array, reduction: str, *,
+                             kernel: Any, saved: dict[str, Array]) -> Any:
+    if is_grad_enabled():  # create_graph=True: the differentiable rule, on Tensors
         return _cross_entropy_vjp(g, out, logits, labels, reduction)
-    scale = B.xp.reshape(g.data, (-1, 1)) if reduction == "none" else g.data
-    return Tensor(scale * saved["grad"])
+    scale = B.xp.reshape(g, (-1, 1)) if reduction == "none" else g
+    return scale * saved["grad"]
 
 
 _cross_entropy_fused = Primitive(_cross_entropy_fused_forward, "cross_entropy")
-defvjp(_cross_entropy_fused, _cross_entropy_fused_vjp)
+defvjp(_cross_entropy_fused, _cross_entropy_fused_vjp, on_arrays=True)
 
 
 def binary_cross_entropy(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
@@ -131,7 +132,8 @@ def _binary_cross_entropy(p: Array, y: Any) -> Array:
 
 defvjp(_binary_cross_entropy,
        lambda g, out, p, y: g * (p - y) / ops.clip(p * (1 - p), min=1e-12),
-       lambda g, out, p, y: g * (ops.clip(ops.log(1 - p), min=-100.0) - ops.clip(ops.log(p), min=-100.0)))
+       lambda g, out, p, y: g * (ops.clip(ops.log(1 - p), min=-100.0) - ops.clip(ops.log(p), min=-100.0)),
+       on_arrays=True)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
@@ -154,7 +156,7 @@ def _bce_with_logits(x: Array, y: Any) -> Array:
 
 defvjp(_bce_with_logits,
        lambda g, out, x, y: g * (ops.sigmoid(x) - y),
-       lambda g, out, x, y: -g * x)
+       lambda g, out, x, y: -g * x, on_arrays=True)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
@@ -266,7 +268,7 @@ def _reduce_array(loss: Array, reduction: str) -> Array:
     return B.xp.sum(loss) if reduction == "sum" else loss
 
 
-def _spread(g: Tensor, per_sample: Tensor, reduction: str) -> Tensor:
+def _spread(g: Any, per_sample: Any, reduction: str) -> Any:
     """Send the output gradient of a (N,)-loss reduced by ``reduction`` to its (N, C) terms."""
     if reduction == "none":
         return ops.reshape(g, (g.shape[0], 1)) * per_sample

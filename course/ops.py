@@ -43,9 +43,9 @@ def _kept_shape(shape: Sequence[int], axis: Axis) -> tuple[int, ...]:
 
 def unbroadcast(g: Any, shape: Sequence[int]) -> Any:
     """Sum ``g`` over the axes broadcasting added or stretched, so it has ``shape``."""
-    shape = tuple(shape)
-    if g.shape == shape:
+    if g.shape == shape:  # the usual case first: nothing was broadcast
         return g
+    shape = tuple(shape)
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
@@ -491,7 +491,7 @@ defvjp(linear,
 
 def _bind(prim: Primitive) -> Any:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        return prim(self, *args, **kwargs)
+        return prim.apply((self, *args), kwargs)
 
     method.__name__ = method.__qualname__ = prim.name
     method.__doc__ = prim.forward.__doc__
@@ -502,10 +502,10 @@ def _operator(prim: Primitive, reflected: bool = False) -> Any:
     """``self ⊕ other`` (or ``other ⊕ self``) as a two-argument method: nothing to pack per call."""
     if reflected:
         def method(self: Tensor, other: Any) -> Tensor:
-            return prim(other, self)
+            return prim.apply((other, self))
     else:
         def method(self: Tensor, other: Any) -> Tensor:
-            return prim(self, other)
+            return prim.apply((self, other))
 
     return method
 
