@@ -169,8 +169,10 @@ def in_process(inputs: Path, r: Row, monkeypatch: pytest.MonkeyPatch,
     capfd.readouterr()
     status = main(argv(inputs, r))
     out, err = capfd.readouterr()
-    assert Path.cwd() == inputs.resolve()
-    assert os.environ.pop("PATH").endswith(path) and {**os.environ, "PATH": path} == env
+    assert Path.cwd() == inputs.resolve(), f"main() changed the working folder to {Path.cwd()}"
+    changed = sorted(k for k in env.keys() | os.environ.keys() if k != "PATH" and env.get(k) != os.environ.get(k))
+    assert not changed, f"main() left these environment variables changed: {changed}"
+    assert os.environ["PATH"].endswith(path), "main() dropped entries of PATH"
     return status, out, err
 
 
@@ -194,3 +196,17 @@ def test_entry_points_print_the_same(inputs, name, monkeypatch, capfd):
                           text=True, timeout=300)
     check(r, inputs, done.returncode, done.stdout, done.stderr)
     assert (done.returncode, done.stdout, done.stderr) == in_process(inputs, r, monkeypatch, capfd)
+
+
+HEAVY = ("nbgrader", "sqlalchemy", "nbconvert")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["collect", "--help"], ["autograde"]], ids=" ".join)
+def test_help_and_bad_options_load_no_nbgrader(argv):
+    """--help and an argparse error (exit 0 and 2) answer in a fraction of a second: the CLI
+    loads nbgrader, SQLAlchemy and nbconvert only once a command runs."""
+    code = ("import sys\nfrom grader.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            f"    print(e.code, sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == f"{2 if argv == ['autograde'] else 0} []", \
+        f"imported at start-up (make the import lazy): {done.stdout[-500:]} {done.stderr[-500:]}"
