@@ -31,16 +31,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grader.autograde.collect import ZipLimits
-from grader.config import DB_ENV, Course, GraderError, UsageError
+from grader.defaults import DB_ENV, ZipLimits  # light: --help and a bad option need no nbgrader
+from grader.errors import GraderError, UsageError
 
 if TYPE_CHECKING:
     from grader.autograde.pipeline import Result
+    from grader.config import Course
 
 __all__ = ["main"]
 
 
 def _course(args: argparse.Namespace) -> Course:
+    from grader.config import Course
+
     return Course.at(args.root, args.work, args.db)
 
 

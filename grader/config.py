@@ -26,6 +26,7 @@ from traitlets import Float
 from traitlets.config import Config
 
 from grader.catalog import Catalog, load_catalog
+from grader.defaults import DB_ENV
 from grader.errors import GraderError, UsageError
 
 __all__ = ["Course", "GraderError", "UsageError", "read_input", "DailyPenalty", "nbgrader_config", "kernel_env",
@@ -33,8 +34,6 @@ __all__ = ["Course", "GraderError", "UsageError", "read_input", "DailyPenalty", 
 
 #: The checkout this package was imported from: the default course root.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Environment variable naming the gradebook URL when ``--db`` is not given.
-DB_ENV = "GRADER_DB_URL"
 
 
 @functools.cache

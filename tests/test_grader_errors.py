@@ -1,12 +1,18 @@
-"""The exit-code convention of ``python -m grader`` (issue 12 E), by real subprocess runs: bad
-input exits 2 with one paragraph on stderr that names the problem and its fix, and no
-traceback; a grading failure exits 1; success 0. One row per bad input of issue 12 item 6
-(a corrupt zip, an unknown assignment for export, a postgres:// URL, a gradebook that cannot be
-reached, a notebook that is not JSON) and the others found around them.
+"""The exit-code convention of ``python -m grader`` (issue 12 E): bad input exits 2 with one
+paragraph on stderr that names the problem and its fix, and no traceback; a grading failure exits
+1; success 0. One row per bad input of issue 12 item 6 (a corrupt zip, an unknown assignment for
+export, a postgres:// URL, a gradebook that cannot be reached, a notebook that is not JSON) and
+the others found around them.
+
+Every row runs in this process through ``grader.cli.main(argv)`` (its return value is the exit
+status; stdout and stderr captured at the file descriptors, so a log handler that writes to the
+real stderr is seen too). A few rows also run as real subprocesses, through ``python -m grader``
+and the ``deeptrain-grader`` script, and must print exactly what the in-process run printed.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,9 +22,8 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from grader.config import REPO_ROOT
-
-pytestmark = pytest.mark.slow  # each row starts an interpreter that imports nbgrader (~3 s)
+from grader.cli import main
+from grader.config import DB_ENV, REPO_ROOT
 
 ASG = "01_autodiff"
 NOWHERE = "postgresql://grader@127.0.0.1:1/class"  # nothing listens on port 1
@@ -129,21 +134,79 @@ def inputs(tmp_path_factory) -> Path:
     return t
 
 
-@pytest.mark.parametrize("name", ROWS)
-def test_exit_status_and_one_paragraph(inputs, name):
-    r = ROWS[name]
+# one real subprocess per exit status, through both entry points
+SUBPROCESS = {"catalog: fine": "python -m grader", "collect: a flagged student": "deeptrain-grader",
+              "collect: not a zip": "deeptrain-grader"}
+
+
+def argv(inputs: Path, r: Row) -> list[str]:
     args = [a.replace("{t}", str(inputs)) for a in r.args]
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    env.pop("GRADER_DB_URL", None)
     if "--root" not in args:
         args = ["--root", str(REPO_ROOT), *args]
-    done = subprocess.run([sys.executable, "-m", "grader", "--work", str(inputs / "work"), *args],
-                          cwd=inputs, env=env, capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
-    assert done.returncode == r.status, (done.returncode, done.stdout[-1000:], done.stderr[-1000:])
+    return ["--work", str(inputs / "work"), *args]
+
+
+def check(r: Row, inputs: Path, status: int, out: str, err: str) -> None:
+    """The row's exit status, and its message in the one stderr paragraph (2) or on stdout."""
+    assert "Traceback" not in err + out, err[-3000:]
+    assert status == r.status, (status, out[-1000:], err[-1000:])
     says = r.says.replace("{t}", str(inputs))
     if r.status == 2:
-        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr  # one paragraph
-        assert says in done.stderr, done.stderr
+        assert err.startswith("error: ") and err.count("\n") == 1, err  # one paragraph
+        assert says in err, err
     else:
-        assert says in done.stdout, done.stdout
+        assert says in out, out
+
+
+def in_process(inputs: Path, r: Row, monkeypatch: pytest.MonkeyPatch,
+               capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``main(argv)`` run as the subprocess would be (cwd, no $GRADER_DB_URL); it must leave the
+    environment and cwd as they were, but for its interpreter's bin/ put first on PATH."""
+    monkeypatch.chdir(inputs)
+    monkeypatch.delenv(DB_ENV, raising=False)
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # main() prepends to it; restored after
+    env, path = dict(os.environ), os.environ["PATH"]
+    capfd.readouterr()
+    status = main(argv(inputs, r))
+    out, err = capfd.readouterr()
+    assert Path.cwd() == inputs.resolve(), f"main() changed the working folder to {Path.cwd()}"
+    changed = sorted(k for k in env.keys() | os.environ.keys() if k != "PATH" and env.get(k) != os.environ.get(k))
+    assert not changed, f"main() left these environment variables changed: {changed}"
+    assert os.environ["PATH"].endswith(path), "main() dropped entries of PATH"
+    return status, out, err
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_exit_status_and_one_paragraph(inputs, name, monkeypatch, capfd):
+    r = ROWS[name]
+    check(r, inputs, *in_process(inputs, r, monkeypatch, capfd))
+
+
+@pytest.mark.slow  # each starts an interpreter that imports nbgrader
+@pytest.mark.parametrize("name", SUBPROCESS)
+def test_entry_points_print_the_same(inputs, name, monkeypatch, capfd):
+    """The real entry points: same exit status, stdout and stderr as ``main`` in this process."""
+    r, entry = ROWS[name], SUBPROCESS[name].split()
+    bin_dir = Path(sys.executable).parent
+    entry[0] = sys.executable if entry[0] == "python" else shutil.which(entry[0], path=bin_dir)
+    assert entry[0], f"no {SUBPROCESS[name]} in {bin_dir}: run `make install`"
+    env = {**os.environ, "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])}
+    env.pop(DB_ENV, None)
+    done = subprocess.run([*entry, *argv(inputs, r)], cwd=inputs, env=env, capture_output=True,
+                          text=True, timeout=300)
+    check(r, inputs, done.returncode, done.stdout, done.stderr)
+    assert (done.returncode, done.stdout, done.stderr) == in_process(inputs, r, monkeypatch, capfd)
+
+
+HEAVY = ("nbgrader", "sqlalchemy", "nbconvert")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["collect", "--help"], ["autograde"]], ids=" ".join)
+def test_help_and_bad_options_load_no_nbgrader(argv):
+    """--help and an argparse error (exit 0 and 2) answer in a fraction of a second: the CLI
+    loads nbgrader, SQLAlchemy and nbconvert only once a command runs."""
+    code = ("import sys\nfrom grader.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            f"    print(e.code, sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == f"{2 if argv == ['autograde'] else 0} []", \
+        f"imported at start-up (make the import lazy): {done.stdout[-500:]} {done.stderr[-500:]}"

@@ -78,6 +78,7 @@ from typing import NamedTuple
 from nbgrader.utils import parse_utc
 
 from grader.config import LMS_LATE, Course, UsageError, read_input
+from grader.defaults import ZipLimits
 
 __all__ = ["CollectReport", "Flag", "Roster", "Submission", "ZipLimits", "canonical", "collect", "name_key",
            "parse_filename", "slug", "student_id"]
@@ -354,17 +355,6 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
         return info.filename.encode("cp437").decode("utf-8")
     except UnicodeError:
         return info.filename
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """The most collect reads from one zip: ``max_bytes`` unpacked (the notebooks and
-    timestamps it reads; nothing else is unpacked) and ``max_members`` entries of any kind.
-    Past either, nothing is collected; an entry that unpacks to more than its header says
-    stops the read at the limit (a zip bomb)."""
-
-    max_bytes: int = 2 << 30      # 2 GiB: 400 students handing in 5 MB of notebooks each
-    max_members: int = 20_000     # 400 students, 50 files each
 
 
 def _too_big(path: Path, size: int, limits: ZipLimits) -> UsageError:
