@@ -21,6 +21,20 @@ FUNCTIONS = Course.at(ROOT).catalog().functions
 
 # Substrings, written without spaces (the stub text is compared with its whitespace removed).
 FORBIDDEN: dict[str, list[str]] = {
+    # 06_training_in_practice
+    "perceptron_loss": ["max(0,-", "-y*f"],
+    "multi_margin_loss": ["1-x[y]+x[j]", "margin-x[y]+x[j]"],
+    "capped_inverse": ["min(0.1,100/t", "100/t"],
+    "piecewise_constant": ["searchsorted", "values[i]"],
+    "inverse_sqrt": ["/sqrt(t", "t**-0.5", "np.sqrt"],
+    "rmsprop_nesterov_step": ["sqrt(r", "√r", "alpha*v-"],
+    "clip_grad_norm": ["max_norm/(", "/(norm+1e-6"],
+    "gradient_step_change": ["0.5*eps**2", "½ε²", "eps**2*g@H@g"],
+    "best_step": ["g@g/", "gᵀg/gᵀHg", "g.T@g/"],
+    "standard_error": ["/sqrt(n", "/√n", "std/"],
+    "terminal_velocity": ["/(1-alpha", "/(1−α"],
+    "equivalent_weights": ["W/alpha", "alpha*W"],
+    "mlp_backward": ["W.T@delta", "Wᵀδ"],
     "numerical_gradient": ["f(x+eps", "/(2*eps)", "/(2eps)", "2*x.size"],
     "topological_order": ["reversing", "post-order", "postorder"],
     "vjp_add": ["(g,g)", "ga=g", "gb=g"],
