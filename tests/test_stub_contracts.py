@@ -23,6 +23,25 @@ FUNCTIONS = Course.at(ROOT).catalog().functions
 
 # Substrings, written without spaces (the stub text is compared with its whitespace removed).
 FORBIDDEN: dict[str, list[str]] = {
+    # 06_training_in_practice
+    "perceptron_loss": ["max(0,-", "-y*f", "relu(-(input", "max(axis=1)-"],
+    "multi_margin_loss": [
+        "1-x[y]+x[j]", "margin-x[y]+x[j]", "margin-s_y+s_j", "margin-true_score", "relu(margin-"],
+    "capped_inverse": ["100/t", "min(eta_max,c/", "c/t)"],
+    "piecewise_constant": ["searchsorted", "values[i]", "sum(m<=t", "bisect", "values[sum("],
+    "inverse_sqrt": ["/sqrt(t", "t**-0.5", "np.sqrt", "lr0/math.sqrt(t)"],
+    "rmsprop_nesterov_step": ["sqrt(r", "√r", "alpha*v-", "(1-alpha)*", "momentum*b"],
+    "clip_grad_norm": [
+        "max_norm/(", "/(norm+1e-6", "min(1.0,max_norm", "min(1,max_norm", "sqrt(sum(", "linalg.norm"],
+    "gradient_step_change": [
+        "0.5*eps**2", "½ε²", "eps**2*g@H@g", "0.5*lr**2", "lr**2*", "grad@hessian@grad", "lr*float(grad@grad)"],
+    "best_step": ["g@g/", "gᵀg/gᵀHg", "g.T@g/", "(grad@grad)/", "/float(grad@hessian"],
+    "standard_error": [
+        "/sqrt(n", "/√n", "std/", "std(axis=0)/", "/sqrt(batch_size", "/np.sqrt(batch_size"],
+    "terminal_velocity": ["/(1-alpha", "/(1−α", "/(1-momentum)", "linalg.norm(grad)*"],
+    "equivalent_weights": ["W/alpha", "alpha*W", "[:,perm]", "w2/c", "w2/scale", ")[perm]"],
+    "mlp_backward": [
+        "W.T@delta", "Wᵀδ", "delta.T@", "delta@weights", "delta.sum(axis=0)", "1-np.tanh"],
     "numerical_gradient": ["f(x+eps", "/(2*eps)", "/(2eps)", "2*x.size"],
     "topological_order": ["reversing", "post-order", "postorder"],
     "vjp_add": ["(g,g)", "ga=g", "gb=g"],
@@ -54,19 +73,6 @@ FORBIDDEN: dict[str, list[str]] = {
     "dropout": ["(1-p)*x", "x*dropout_mask"],
     "l2_penalty": ["2*lam*w", "sum(w**2)", "lam*sum"],
     "early_stopping_epoch": ["best_epoch+patience", "patienceepochsafter"],
-    "perceptron_loss": ["max(0,-ys)", "relu(-(input", "max(axis=1)-"],
-    "multi_margin_loss": ["margin-s_y+s_j", "margin-true_score", "relu(margin-"],
-    "capped_inverse": ["min(eta_max,c/t)", "min(eta_max,c/", "c/t)"],
-    "piecewise_constant": ["sum(m<=t", "bisect", "values[sum("],
-    "inverse_sqrt": ["lr0/math.sqrt(t)", "lr0/np.sqrt(t)", "lr0*t**-0.5"],
-    "rmsprop_nesterov_step": ["s+momentum*b", "(1-alpha)*", "sqrt(r)", "momentum*b"],
-    "clip_grad_norm": ["min(1.0,max_norm", "min(1,max_norm", "sqrt(sum(", "linalg.norm"],
-    "gradient_step_change": ["0.5*lr**2", "lr**2*", "grad@hessian@grad", "lr*float(grad@grad)"],
-    "best_step": ["(grad@grad)/", "float(grad@grad)/", "/float(grad@hessian"],
-    "mlp_backward": ["delta.T@", "delta@weights", "delta.sum(axis=0)", "1-np.tanh"],
-    "standard_error": ["std(axis=0)/", "/sqrt(batch_size", "/np.sqrt(batch_size"],
-    "terminal_velocity": ["/(1-momentum)", "/(1-alpha)", "linalg.norm(grad)*"],
-    "equivalent_weights": ["[:,perm]", "w2/c", "w2/scale", ")[perm]"],
 }
 GENERIC = ["<-"]  # an update rule written out (p <- p - lr * d) is the formula, whatever it is
 
@@ -103,7 +109,9 @@ STATED: dict[str, list[str]] = {
     "numerical_gradient": ["f(x+eps"],      # the notes' one-sided quotient, the starting point
     "adagrad_step": ["(t-1)*lr_decay"],     # PyTorch's definition of lr_decay
     "calculate_gain": ["5/3"],              # PyTorch's rounded tanh gain: empirical, not derived
-    "rmsprop_nesterov_step": ["sqrt(r)"],   # the notes' algorithm, which the exercise rewrites
+    "rmsprop_nesterov_step": ["sqrt(r"],    # the notes' algorithm, which the exercise rewrites
+    "piecewise_constant": ["values[i]"],    # the definitions of the schedules: nothing to derive
+    "inverse_sqrt": ["/sqrt(t"],
 }
 
 

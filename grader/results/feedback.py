@@ -28,7 +28,7 @@ from grader.config import Course, GraderError, UsageError
 __all__ = ["generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH", "IMAGE_COLOURS"]
 
 #: Widest embedded image of a feedback page, in pixels (a plot stays readable at this width).
-IMAGE_WIDTH = 440
+IMAGE_WIDTH = 400
 #: Colours of a redrawn image: enough for a plot's lines, labels and a colour map's steps.
 IMAGE_COLOURS = 32
 _IMAGE = re.compile(r'(src="data:image/png;base64,)([A-Za-z0-9+/=\s]+)(")')
