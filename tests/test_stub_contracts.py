@@ -3,7 +3,9 @@
 For every graded function of the catalogs, the student edition's answer cell (the one that
 defines the function) is read from ``notebooks/``; its text, with all whitespace removed, must
 contain none of the exercise's forbidden patterns (the formula, or the telling part of it).
-The formula belongs in the markdown above, as the result of a derivation, behind a hint.
+The formula belongs in the markdown above, as the result of a derivation, behind a hint: the
+exercise's task markdown must hold a ``<details>`` hint, and the same patterns (plus their
+LaTeX forms, read through ``flat_math``) may appear in that markdown only inside ``<details>``.
 """
 from __future__ import annotations
 
@@ -22,19 +24,24 @@ FUNCTIONS = Course.at(ROOT).catalog().functions
 # Substrings, written without spaces (the stub text is compared with its whitespace removed).
 FORBIDDEN: dict[str, list[str]] = {
     # 06_training_in_practice
-    "perceptron_loss": ["max(0,-", "-y*f"],
-    "multi_margin_loss": ["1-x[y]+x[j]", "margin-x[y]+x[j]"],
-    "capped_inverse": ["min(0.1,100/t", "100/t"],
-    "piecewise_constant": ["searchsorted", "values[i]"],
-    "inverse_sqrt": ["/sqrt(t", "t**-0.5", "np.sqrt"],
-    "rmsprop_nesterov_step": ["sqrt(r", "√r", "alpha*v-"],
-    "clip_grad_norm": ["max_norm/(", "/(norm+1e-6"],
-    "gradient_step_change": ["0.5*eps**2", "½ε²", "eps**2*g@H@g"],
-    "best_step": ["g@g/", "gᵀg/gᵀHg", "g.T@g/"],
-    "standard_error": ["/sqrt(n", "/√n", "std/"],
-    "terminal_velocity": ["/(1-alpha", "/(1−α"],
-    "equivalent_weights": ["W/alpha", "alpha*W"],
-    "mlp_backward": ["W.T@delta", "Wᵀδ"],
+    "perceptron_loss": ["max(0,-", "-y*f", "relu(-(input", "max(axis=1)-"],
+    "multi_margin_loss": [
+        "1-x[y]+x[j]", "margin-x[y]+x[j]", "margin-s_y+s_j", "margin-true_score", "relu(margin-"],
+    "capped_inverse": ["100/t", "min(eta_max,c/", "c/t)"],
+    "piecewise_constant": ["searchsorted", "values[i]", "sum(m<=t", "bisect", "values[sum("],
+    "inverse_sqrt": ["/sqrt(t", "t**-0.5", "np.sqrt", "lr0/math.sqrt(t)"],
+    "rmsprop_nesterov_step": ["sqrt(r", "√r", "alpha*v-", "(1-alpha)*", "momentum*b"],
+    "clip_grad_norm": [
+        "max_norm/(", "/(norm+1e-6", "min(1.0,max_norm", "min(1,max_norm", "sqrt(sum(", "linalg.norm"],
+    "gradient_step_change": [
+        "0.5*eps**2", "½ε²", "eps**2*g@H@g", "0.5*lr**2", "lr**2*", "grad@hessian@grad", "lr*float(grad@grad)"],
+    "best_step": ["g@g/", "gᵀg/gᵀHg", "g.T@g/", "(grad@grad)/", "/float(grad@hessian"],
+    "standard_error": [
+        "/sqrt(n", "/√n", "std/", "std(axis=0)/", "/sqrt(batch_size", "/np.sqrt(batch_size"],
+    "terminal_velocity": ["/(1-alpha", "/(1−α", "/(1-momentum)", "linalg.norm(grad)*"],
+    "equivalent_weights": ["W/alpha", "alpha*W", "[:,perm]", "w2/c", "w2/scale", ")[perm]"],
+    "mlp_backward": [
+        "W.T@delta", "Wᵀδ", "delta.T@", "delta@weights", "delta.sum(axis=0)", "1-np.tanh"],
     "numerical_gradient": ["f(x+eps", "/(2*eps)", "/(2eps)", "2*x.size"],
     "topological_order": ["reversing", "post-order", "postorder"],
     "vjp_add": ["(g,g)", "ga=g", "gb=g"],
@@ -68,6 +75,44 @@ FORBIDDEN: dict[str, list[str]] = {
     "early_stopping_epoch": ["best_epoch+patience", "patienceepochsafter"],
 }
 GENERIC = ["<-"]  # an update rule written out (p <- p - lr * d) is the formula, whatever it is
+
+# The same formulas as the markdown writes them in the notes' notation, after flat_math (LaTeX
+# commands spelled out, \frac{a}{b} -> (a)/(b), \sqrt x -> sqrt(x), ** -> ^, no spaces):
+# juxtaposed products have no "*", so the code patterns above miss them.
+LATEX: dict[str, list[str]] = {
+    "numerical_gradient": ["(f(x+epse_i)-f(x-epse_i))/(2eps)"],
+    "topological_order": ["thenreverse"],
+    "vjp_matmul": ["barYB^T", "A^TbarY"],
+    "vjp_exp": ["bary*e^a"],
+    "vjp_log": ["bary/a"],
+    "vjp_sum": ["expand_dims"],
+    "sgd_step": ["mub+(1-tau)g", "p<-p-lr*b", "g<-g+lamp", "mub+g", "g+mub"],
+    "adagrad_step": ["(lr)/(1+(t-1)", "r<-r+g*g"],
+    "rmsprop_step": ["alphar+(1-alpha)", "mub+s"],
+    "adam_step": ["beta1m+(1-beta1)", "beta2v+(1-beta2)", "(m)/(1-beta1^t)"],
+    "newton_step": ["(H+damping*I)Delta=g"],
+    "linear_decay": ["(1-alpha)eps0+alphaeps_tau", "alpha=(k)/(tau)"],
+    "fans": ["prod_(dge2)", "(in,out)"],
+    "calculate_gain": ["sqrt(2/(1+a^2))", "sqrt(2)|"],
+    "xavier_normal": ["(2)/(fan_in+fan_out)", "gsqrt(2/(fan_in+fan_out))"],
+    "batchnorm_forward": ["(x_(ij)-mu_j)/(sqrt(sigma_j^2+eps))", "(1)/(N)sum_i(x_(ij)-mu_j)^2"],
+    "batchnorm_backward_graph": ["dx_i+=dmu/N", "dv=ds/(2s)", "ds=-dr/s^2"],
+    "update_running_stats": ["(1-m)running_mean+mmu_B", "m(N)/(N-1)sigma_B^2"],
+    "fold_batchnorm": ["a=(gamma)/(sqrt(V+eps))", "b=beta-aE"],
+    "dropout_mask": ["m_ih_i/(1-p)", "1/0.7", "(1-p)h_i"],
+    "dropout": ["(1-p)h_i", "(1-p)x"],
+    "l2_penalty": ["2lamW", "(1-2etalam)W"],
+    "standard_error": ["sigma^2/n", "sigma/sqrt(n)"],
+}
+# Facts the text must state although a stub may not: conventions, not results to derive.
+STATED: dict[str, list[str]] = {
+    "numerical_gradient": ["f(x+eps"],      # the notes' one-sided quotient, the starting point
+    "adagrad_step": ["(t-1)*lr_decay"],     # PyTorch's definition of lr_decay
+    "calculate_gain": ["5/3"],              # PyTorch's rounded tanh gain: empirical, not derived
+    "rmsprop_nesterov_step": ["sqrt(r"],    # the notes' algorithm, which the exercise rewrites
+    "piecewise_constant": ["values[i]"],    # the definitions of the schedules: nothing to derive
+    "inverse_sqrt": ["/sqrt(t"],
+}
 
 
 def _stub_cell(ex) -> str:
@@ -103,6 +148,99 @@ def test_stub_states_contract_not_formula(ex):
     assert not leaked, (
         f"{ex.function}: the released stub gives away the formula ({leaked}); state the "
         f"contract in the docstring and let the markdown above guide the derivation")
+
+
+def _graded_function_cells(nb, assignment: str) -> list[int]:
+    ids = {ex.id for ex in FUNCTIONS if ex.assignment == assignment}
+    return [i for i, c in enumerate(nb.cells)
+            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("grade_id") in ids]
+
+
+def _task_markdown(ex) -> list[str]:
+    """The markdown a student reads before writing ``ex.function``: the ungraded markdown cells
+    between the previous function exercise's test cell and the answer cell. An exercise introduced
+    together with the one before it (no markdown of its own) shares that one's markdown."""
+    path = ROOT / "notebooks" / ex.assignment / f"{ex.notebook}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    answer = next(i for i, c in enumerate(nb.cells)
+                  if c.cell_type == "code" and re.search(rf"^def {ex.function}\(", c.source, re.M))
+    graded = _graded_function_cells(nb, ex.assignment)
+    end = answer
+    while True:
+        start = max((i for i in graded if i < end), default=-1)
+        md = [c.source for c in nb.cells[start + 1:end] if c.cell_type == "markdown"
+              and not c.metadata.get("nbgrader", {}).get("grade")]
+        if md or start < 0:
+            return md
+        end = start
+
+
+_WRAPPERS = re.compile(r"\\(?:text|mathrm|operatorname|texttt|mathit|mathbf|boldsymbol|mathcal)\s*\{([^{}]*)\}")
+_SPACING = re.compile(r"\\(?:left(?![a-z])|right(?![a-z])|[bB]igg?[lr]?(?![a-z])|qquad|quad|[,;:! ])")
+_GROUP = re.compile(r"([_^])\{([^{}]*)\}")
+_FRAC = re.compile(r"\\[td]?frac\s*(?:\{([^{}]*)\}|(\w))\s*(?:\{([^{}]*)\}|(\w))")
+_SQRT = re.compile(r"\\sqrt\s*(?:\{([^{}]*)\}|(\\?\w+))")
+_SYMBOLS = {r"\varepsilon": "eps", r"\epsilon": "eps", r"\lambda": "lam", r"\cdot": "*",
+            r"\odot": "*", r"\times": "*", r"\leftarrow": "<-", r"\gets": "<-", r"\top": "T",
+            r"\mathrel{+}=": "+=", r"\_": "_"}
+
+
+def flat_math(markdown: str) -> str:
+    """Markdown outside ``<details>``, flattened for pattern search: LaTeX spelled out in code-like
+    form (\\frac{a}{b} -> (a)/(b), \\sqrt x -> sqrt(x), \\lambda -> lam, \\odot -> *), ``**`` as
+    ``^``, subscript digits joined (beta_1 -> beta1), no whitespace, $ or backticks."""
+    s = re.sub(r"<details>.*?</details>", " ", markdown, flags=re.S).replace("$", "").replace("`", "")
+    for latex, plain in _SYMBOLS.items():
+        s = s.replace(latex, plain)
+    s = _SPACING.sub("", s)
+    for _ in range(8):                       # innermost groups first, until nothing changes
+        before = s
+        s = _WRAPPERS.sub(r"\1", s)
+        s = _GROUP.sub(lambda m: m[1] + (m[2] if len(m[2].strip()) <= 1 else f"({m[2]})"), s)
+        s = _FRAC.sub(lambda m: f"({m[1] or m[2]})/({m[3] or m[4]})", s)
+        s = _SQRT.sub(lambda m: f"sqrt({m[1] or m[2]})", s)
+        if s == before:
+            break
+    s = re.sub(r"\\([A-Za-z]+)", r"\1", s).replace("{", "").replace("}", "")
+    s = re.sub(r"\s+", "", s).replace("**", "^")
+    return re.sub(r"([A-Za-z])_(\d)", r"\1\2", s)
+
+
+@pytest.mark.parametrize("ex", FUNCTIONS, ids=lambda ex: f"{ex.assignment}:{ex.id}")
+def test_task_markdown_has_a_hint(ex):
+    assert any("<details>" in m and "</details>" in m for m in _task_markdown(ex)), (
+        f"{ex.function}: the markdown above the exercise needs a collapsible hint "
+        f"(<details><summary>Hint</summary> ... </details>) holding the formula the questions lead to")
+
+
+@pytest.mark.parametrize("ex", FUNCTIONS, ids=lambda ex: f"{ex.assignment}:{ex.id}")
+def test_task_markdown_keeps_the_formula_in_the_hint(ex):
+    flat = flat_math("\n".join(_task_markdown(ex)))
+    patterns = [p for p in FORBIDDEN[ex.function] + LATEX.get(ex.function, [])
+                if p not in STATED.get(ex.function, [])]
+    leaked = [p for p in patterns if re.sub(r"\s+", "", p).replace("**", "^") in flat]
+    assert not leaked, (
+        f"{ex.function}: the markdown above the exercise states the formula outside the hint "
+        f"({leaked}); ask for it with guiding questions and move the result into <details>")
+
+
+@pytest.mark.parametrize("latex, flat", [
+    (r"$\hat m = \frac{m}{1-\beta_1^{\,t}}$", "hatm=(m)/(1-beta1^t)"),
+    (r"$p \leftarrow p - \mathrm{lr}\,\frac{g}{\sqrt{r} + \mathrm{eps}}$", "p<-p-lr(g)/(sqrt(r)+eps)"),
+    (r"$\sqrt 2$, $\tfrac12 \lambda\lVert w\rVert^2$", "sqrt(2),(1)/(2)lamlVertwrVert^2"),
+    (r"$g\odot g$ <details>$r + g$</details> `lr * d`", "g*glr*d"),
+])
+def test_flat_math(latex, flat):
+    assert flat_math(latex) == flat
+
+
+def test_hint_check_catches_the_old_adagrad_cell():
+    """Not vacuous: the AdaGrad paragraph as it stood before the hints is caught."""
+    old = (r"$$ t \leftarrow t+1,\quad g \leftarrow g + \lambda p,\quad r \leftarrow r + g\odot g,\quad "
+           r"p \leftarrow p - \mathrm{lr}_t\, \frac{g}{\sqrt{r} + \mathrm{eps}} $$")
+    flat = flat_math(old)
+    assert [p for p in FORBIDDEN["adagrad_step"] + LATEX["adagrad_step"] if p in flat]
+    assert not [p for p in FORBIDDEN["adagrad_step"] if p in flat_math(f"<details>{old}</details>")]
 
 
 @pytest.mark.parametrize("pattern", ["sqrt(v_hat)", "1 - beta1**t"])
