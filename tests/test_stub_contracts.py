@@ -3,9 +3,13 @@
 For every graded function of the catalogs, the student edition's answer cell (the one that
 defines the function) is read from ``notebooks/``; its text, with all whitespace removed, must
 contain none of the exercise's forbidden patterns (the formula, or the telling part of it).
+The same holds for the exercise's released test cell (the one graded under its id): a visible
+test checks literal numbers and facts, and its messages name the mistake, not the formula.
 The formula belongs in the markdown above, as the result of a derivation, behind a hint: the
 exercise's task markdown must hold a ``<details>`` hint, and the same patterns (plus their
 LaTeX forms, read through ``flat_math``) may appear in that markdown only inside ``<details>``.
+A number exercise's answer (``ANSWERS``) appears in no markdown of its notebook outside
+``<details>`` and not in its test cell.
 """
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ import nbformat
 import pytest
 
 from grader.config import Course
+from grader.nb import split_hidden
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = Course.at(ROOT).catalog().functions
+VALUES = [ex for ex in Course.at(ROOT).catalog().exercises if ex.kind == "value"]
 
 # Substrings, written without spaces (the stub text is compared with its whitespace removed).
 FORBIDDEN: dict[str, list[str]] = {
@@ -115,14 +121,25 @@ STATED: dict[str, list[str]] = {
 }
 
 
+def _released(ex) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "notebooks" / ex.assignment / f"{ex.notebook}.ipynb", as_version=4)
+
+
 def _stub_cell(ex) -> str:
     """The released answer cell that defines ``ex.function``."""
-    path = ROOT / "notebooks" / ex.assignment / f"{ex.notebook}.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
+    for cell in _released(ex).cells:
         if cell.cell_type == "code" and re.search(rf"^def {ex.function}\(", cell.source, re.M):
             return cell.source
-    raise AssertionError(f"{path}: no cell defines {ex.function}(); run python -m grader build")
+    raise AssertionError(f"{ex.key}: no cell defines {ex.function}(); run python -m grader build")
+
+
+def _test_cell(ex) -> str:
+    """The visible part of the released code cell graded under ``ex.id`` (the catalog's id is
+    the cell's nbgrader grade_id)."""
+    cells = [c.source for c in _released(ex).cells if c.cell_type == "code"
+             and c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("grade_id") == ex.id]
+    assert len(cells) == 1, f"{ex.key}: expected one graded code cell, found {len(cells)}; run python -m grader build"
+    return "\n".join(split_hidden(cells[0])[0])
 
 
 def _docstring(source: str, name: str) -> str | None:
@@ -148,6 +165,15 @@ def test_stub_states_contract_not_formula(ex):
     assert not leaked, (
         f"{ex.function}: the released stub gives away the formula ({leaked}); state the "
         f"contract in the docstring and let the markdown above guide the derivation")
+
+
+@pytest.mark.parametrize("ex", FUNCTIONS, ids=lambda ex: f"{ex.assignment}:{ex.id}")
+def test_visible_tests_do_not_spell_the_formula(ex):
+    flat = re.sub(r"\s+", "", _test_cell(ex))
+    leaked = [p for p in FORBIDDEN[ex.function] + GENERIC if p in flat]
+    assert not leaked, (
+        f"{ex.id}: the released test cell writes out the formula ({leaked}); compare with literal "
+        f"expected numbers or facts, and let messages name the mistake rather than the formula")
 
 
 def _graded_function_cells(nb, assignment: str) -> list[int]:
