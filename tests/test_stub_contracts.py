@@ -314,3 +314,14 @@ def test_patterns_catch_the_old_adam_docstring(pattern):
            "v_hat = v / (1 - beta2**t)")
     assert re.sub(r"\s+", "", pattern) in re.sub(r"\s+", "", old)
     assert re.sub(r"\s+", "", pattern) in FORBIDDEN["adam_step"]
+
+
+@pytest.mark.parametrize("text, caught", [
+    ("The notes' $\\lambda$ is therefore `weight_decay = 2λ` *when the penalty is added*", True),
+    ("so $\\lambda' = 2\\lambda$ when the penalty is added to a mean loss", True),
+    ("with a mean loss the notes' $\\lambda$ is `weight_decay = 2λ/n`", False),   # the erratum stays
+    ("<details>the notes' $\\lambda$ is `weight_decay = 2λ`</details>", False),
+])
+def test_weight_decay_patterns_catch_the_answer_not_the_erratum(text, caught):
+    flat = flat_math(text)
+    assert any(re.search(p, flat) for p in ANSWERS["weight_decay"]) == caught
