@@ -110,6 +110,7 @@ LATEX: dict[str, list[str]] = {
     "dropout": ["(1-p)h_i", "(1-p)x"],
     "l2_penalty": ["2lamW", "(1-2etalam)W"],
     "standard_error": ["sigma^2/n", "sigma/sqrt(n)"],
+    "terminal_velocity": ["tentimesfaster"],
 }
 # Facts the text must state although a stub may not: conventions, not results to derive.
 STATED: dict[str, list[str]] = {
