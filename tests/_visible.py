@@ -13,9 +13,10 @@ from grader.nb import split_hidden
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
 NOTEBOOKS = {"01_autodiff": "autodiff", "02_optimizers": "optimizers", "03_initialization": "initialization",
-             "04_batchnorm": "batchnorm", "05_regularization": "regularization"}
+             "04_batchnorm": "batchnorm", "05_regularization": "regularization",
+             "06_training_in_practice": "practice"}
 #: Locked cells that define what the answers and tests build on (no experiments: they train).
-DEFINITIONS = {"setup", "node_class", "register_vjps"}
+DEFINITIONS = {"setup", "node_class", "register_vjps", "tensor_class", "mlp_forward"}
 
 
 def _cells(assignment: str) -> list[nbformat.NotebookNode]:

@@ -170,7 +170,7 @@ def test_initializers_are_not_charged_for_fans_or_gain(wrong):
 def test_leaky_he_variance_with_one_plus_a_is_named():
     ns = namespace(INIT)
     ns["answer_leaky_he_var"] = 2 / ((1 + 0.25) * 400)
-    fails(INIT, "answer_leaky_he_var", ns, "1 + a^2")
+    fails(INIT, "answer_leaky_he_var", ns, "1 + a", "enters the gain squared")
 
 
 def test_uniform_bound_too_small_is_not_called_one_sided():
@@ -390,6 +390,53 @@ def test_weight_decay_equal_to_lambda_is_named():
     fails(REG, "weight_decay", ns, "weight_decay = lam")
 
 
+# -- 06_training_in_practice ---------------------------------------------------------------------
+
+PRACTICE = "06_training_in_practice"
+PRACTICE_CELLS = ("perceptron_loss", "multi_margin_loss", "capped_inverse", "piecewise_constant", "inverse_sqrt",
+                  "rmsprop_nesterov_step", "clip_grad_norm", "gradient_step_change", "best_step", "mlp_backward",
+                  "standard_error", "terminal_velocity", "equivalent_weights")
+
+
+TERMINAL_ONE_PLUS = """
+def terminal_velocity(lr, grad, momentum):
+    return lr * float(np.linalg.norm(grad)) / (1 + momentum)
+"""
+TERMINAL_ONE_SHORT = """
+def terminal_velocity(lr, grad, momentum):
+    return momentum * lr * float(np.linalg.norm(grad)) / (1 - momentum)
+"""
+BEST_STEP = """
+def best_step(grad, hessian):
+    return {ratio}
+"""
+BEST_UPSIDE_DOWN = BEST_STEP.format(ratio="float(grad @ hessian @ grad) / float(grad @ grad)")
+BEST_TWICE = BEST_STEP.format(ratio="2 * float(grad @ grad) / float(grad @ hessian @ grad)")
+BEST_EINSUM = BEST_STEP.format(ratio="float(np.sum(grad * grad)) / float(np.einsum('i,ij,j', grad, hessian, grad))")
+STANDARD_ERROR = """
+def standard_error(per_example, batch_size):
+    x = np.asarray(per_example)
+    return {se}
+"""
+SE_OVER_N = STANDARD_ERROR.format(se="x.std(axis=0) / batch_size")
+SE_DDOF1 = STANDARD_ERROR.format(se="x.std(axis=0, ddof=1) / math.sqrt(batch_size)")
+SE_BY_HAND = STANDARD_ERROR.format(se="np.sqrt(((x - x.mean(axis=0)) ** 2).mean(axis=0) / batch_size).astype(x.dtype)")
+CAPPED_MAX = """
+def capped_inverse(eta_max=0.1, c=100.0):
+    return lambda t: max(eta_max, c / t)
+"""
+STEP_CHANGE_SIGN = """
+def gradient_step_change(grad, hessian, lr):
+    return lr * float(grad @ grad) - 0.5 * lr ** 2 * float(grad @ hessian @ grad)
+"""
+
+
+def test_practice_model_answers_pass():
+    ns = namespace(PRACTICE)
+    for cell in PRACTICE_CELLS:
+        run(PRACTICE, cell, ns)
+
+
 # -- course.testing: the shared helpers --------------------------------------------------------------
 
 def test_none_is_reported_as_none():
@@ -454,14 +501,24 @@ def test_assert_uniform_bound_tells_the_mistakes_apart():
     pytest.param(OPT, ADAM_NO_BIAS_CORRECTION, "adam_step", ("without bias correction",), id="adam_without_bias_correction_is_named"),
     pytest.param(OPT, ADAM_TORCH_FORM, "adam_step", None, id="adam_in_torch_arrangement_passes"),
     pytest.param(INIT, GAIN_NO_DEFAULT_SLOPE, "calculate_gain", ("default negative slope is 0.01",), id="gain_default_slope_is_named"),
-    pytest.param(INIT, GAIN_ONE_PLUS_A, "calculate_gain", ("1 + a^2",), id="one_plus_a_is_named"),
+    pytest.param(INIT, GAIN_ONE_PLUS_A, "calculate_gain", ("1 + a", "enters squared"), id="one_plus_a_is_named"),
     pytest.param(INIT, KAIMING_NO_MODE_CHECK, "kaiming_normal", ("should raise ValueError",), id="unknown_mode_must_raise"),
     pytest.param(INIT, KAIMING_INLINE_FLOAT64_FANS, "kaiming_normal", None, id="inline_float_fans_pass"),
     pytest.param(BN, RUNNING_KERAS, "update_running_stats", ("weight of the NEW batch", "Keras"), id="running_stats_keras"),
     pytest.param(BN, RUNNING_MOMENTUM_ZERO_AS_DEFAULT, "update_running_stats", ("momentum=0.0",), id="running_stats_zero_momentum"),
 
-    pytest.param(REG, L2_HALF, "l2_penalty", ("(lam / 2) ||w||^2",), id="l2_penalty_without_factor_2"),
+    pytest.param(REG, L2_HALF, "l2_penalty", ("lam * w", "factor 1/2"), id="l2_penalty_without_factor_2"),
     pytest.param(REG, L2_FROBENIUS_FLOAT32, "l2_penalty", None, id="l2_penalty_frobenius"),
+    pytest.param(PRACTICE, TERMINAL_ONE_PLUS, "terminal_velocity", ("1/(1 + momentum)",), id="terminal_velocity_one_plus"),
+    pytest.param(PRACTICE, TERMINAL_ONE_SHORT, "terminal_velocity", ("one term short",), id="terminal_velocity_one_term_short"),
+    pytest.param(PRACTICE, BEST_UPSIDE_DOWN, "best_step", ("upside down",), id="best_step_upside_down"),
+    pytest.param(PRACTICE, BEST_TWICE, "best_step", ("back to 0",), id="best_step_where_the_change_is_0"),
+    pytest.param(PRACTICE, BEST_EINSUM, "best_step", None, id="best_step_einsum"),
+    pytest.param(PRACTICE, SE_OVER_N, "standard_error", ("divided by n",), id="standard_error_over_n"),
+    pytest.param(PRACTICE, SE_DDOF1, "standard_error", ("ddof=1",), id="standard_error_ddof1"),
+    pytest.param(PRACTICE, SE_BY_HAND, "standard_error", None, id="standard_error_by_hand"),
+    pytest.param(PRACTICE, CAPPED_MAX, "capped_inverse", ("cap",), id="capped_inverse_max"),
+    pytest.param(PRACTICE, STEP_CHANGE_SIGN, "gradient_step_change", ("the sign",), id="gradient_step_change_sign"),
 ])
 def test_one_answer_in_one_cell(assignment, answer, cell, needles):
     ns = answered(assignment, answer)
