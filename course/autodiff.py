@@ -30,7 +30,7 @@ import contextlib
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,26 +45,31 @@ __all__ = [
 _grad_enabled = True
 
 
-@contextlib.contextmanager
-def no_grad() -> Iterator[None]:
-    """Inside this block operations record no graph (evaluation, optimizer updates)."""
-    global _grad_enabled
-    old, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = old
+class no_grad(contextlib.ContextDecorator):
+    """Inside this block operations record no graph (evaluation, optimizer updates).
+
+    A class with ``__enter__``/``__exit__``, not a generator context manager: entering and
+    leaving cost a fifth as much, which counts in an optimizer step. Also a decorator.
+    """
+
+    _mode = False  # the value of the flag inside the block
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._old, _grad_enabled = _grad_enabled, self._mode
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self._old
+
+    def _recreate_cm(self) -> no_grad:  # each decorated call gets its own saved flag (recursion)
+        return type(self)()
 
 
-@contextlib.contextmanager
-def enable_grad() -> Iterator[None]:
+class enable_grad(no_grad):
     """Record the graph again inside a :func:`no_grad` block."""
-    global _grad_enabled
-    old, _grad_enabled = _grad_enabled, True
-    try:
-        yield
-    finally:
-        _grad_enabled = old
+
+    _mode = True
 
 
 def is_grad_enabled() -> bool:
@@ -280,19 +285,18 @@ class Parameter(Tensor):
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """Make a tensor on the current backend from host data (lists, NumPy arrays, numbers)."""
-    t = _leaf(B.asarray(data.data if isinstance(data, Tensor) else data, dtype))
-    t.requires_grad = requires_grad
-    return t
+    return _leaf(B.asarray(data.data if isinstance(data, Tensor) else data, dtype), requires_grad)
 
 
 def _is_array(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__array_namespace__")
 
 
-def _leaf(data: Any) -> Tensor:
-    """A constant Tensor around an array of the backend (no conversion: the engine's own)."""
+def _leaf(data: Any, requires_grad: bool = False) -> Tensor:
+    """A leaf Tensor around an array of the backend (no conversion: the engine's own)."""
     t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents, t._seq = data, None, False, None, (), _NO_KWARGS, (), 0
+    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents, t._seq = (
+        data, None, requires_grad, None, (), _NO_KWARGS, (), 0)
     return t
 
 
@@ -300,40 +304,59 @@ def _seed(root: Tensor, grad: Any) -> Any:
     """The output gradient ``ȳ``: ``grad`` as a Tensor, or an array of ones for a one-element
     root when ``grad`` is None."""
     if grad is None:
-        if math.prod(root.data.shape) != 1:
+        data = root.data
+        if math.prod(data.shape) != 1:
             raise RuntimeError(
                 f"backward() needs an output gradient for a non-scalar tensor of shape "
                 f"{root.shape}: pass one of that shape, y.backward(g), or reduce first, "
                 "e.g. y.sum().backward()"
             )
-        return B.xp.ones_like(root.data)
+        if not isinstance(data, _HOST):
+            return B.xp.ones_like(data)
+        one = _UNITS.get((data.dtype, data.shape))  # looked up here: one call less per backward
+        return _ones(data) if one is None else one
     g = grad if isinstance(grad, Tensor) else _leaf(B.asarray(grad, root.dtype))
     if g.shape != root.shape:
         raise ValueError(f"output gradient has shape {g.shape} but the tensor has shape {root.shape}")
     return g
 
 
+_HOST = (np.ndarray, np.generic)  # NumPy values (a full reduction returns a NumPy scalar)
+_UNITS: dict[tuple[Any, tuple[int, ...]], np.ndarray] = {}  # (dtype, shape) -> read-only ones
+
+
+def _ones(like: Any) -> np.ndarray:
+    """Ones shaped like the NumPy value ``like``: one shared read-only array per dtype and shape,
+    made once and then found in ``_UNITS`` by :func:`_seed`, so the usual seed ``ȳ = 1`` is a
+    dict lookup. Nothing writes into a gradient in flight, and a leaf or captured gradient that
+    would receive it as is gets a copy (:func:`_keep`)."""
+    one = _UNITS[(like.dtype, like.shape)] = np.ones(like.shape, like.dtype)
+    one.flags.writeable = False
+    return one
+
+
 def _reverse_topological(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Nodes reachable from ``roots``, each before all of its parents.
+    """The recorded nodes (leaves left out) reachable from ``roots``, each before its parents.
 
     A node is recorded after its parents (they are its arguments), so the order of recording,
     newest first, is a reverse topological order: collect the reachable nodes (a sweep over a
-    growing list, no recursion) and sort them by their recording number ``_seq``. Leaves have
-    ``_seq == 0`` and come last. (Sets and dicts of nodes compare them by identity: a Tensor's
-    hash is ``object.__hash__``.)
+    growing list, no recursion) and sort them by their recording number ``_seq``. Leaves need
+    no order: they only sum what they receive (:func:`_backprop` hands it over at the end).
+    (Sets and dicts of nodes compare them by identity: a Tensor's hash is ``object.__hash__``.)
     """
     nodes: list[Tensor] = []
     seen: set[Tensor] = set()
     for root in roots:
-        if root not in seen:
+        if root.op is not None and root not in seen:
             seen.add(root)
             nodes.append(root)
     for node in nodes:  # the list grows while it is read: every reachable node once
         for p in node.parents:
-            if p not in seen:
+            if p.op is not None and p not in seen:
                 seen.add(p)
                 nodes.append(p)
-    nodes.sort(key=_recorded, reverse=True)
+    if len(nodes) > 1:
+        nodes.sort(key=_recorded, reverse=True)
     return nodes
 
 
@@ -341,14 +364,15 @@ _recorded = operator.attrgetter("_seq")
 
 
 def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """:func:`_reverse_topological`, remembered on a single root: a recorded graph never changes,
-    so a second backward from the same root (a replayed graph) skips the sort. The root keeps
-    the order of the nodes below it only, so it holds no reference to itself."""
+    """:func:`_reverse_topological`, remembered on a single root: a recorded graph never changes
+    (a node's parents are fixed when it is recorded), so a second backward from the same root
+    (a replayed graph) skips the sort. The root keeps the order of the nodes below it only, so
+    it holds no reference to itself."""
     if len(roots) != 1:
         return _reverse_topological(roots)
     root = roots[0]
-    if root.op is None:  # a leaf: nothing below it
-        return [root]
+    if root.op is None:  # a leaf: no recorded node below it
+        return []
     below = root._order
     if below is None:
         order = _reverse_topological(roots)
@@ -372,60 +396,65 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
         if create_graph != isinstance(s, Tensor):  # a Tensor ȳ keeps its own graph for create_graph
             s = _leaf(s) if create_graph else s.data
         grads[r] = grads[r] + s if r in grads else s
-    handed: set[int] = set()  # ids of the gradients given to a leaf: the next leaf gets a copy
+    handed: set[int] = set()  # ids of the arrays handed out as results: the next taker gets a copy
     old, _grad_enabled = _grad_enabled, create_graph  # a plain flag: no context manager per call
     try:
-        for node in _graph_order(roots):
+        for node in _graph_order(roots):  # recorded nodes; the leaves stay in ``grads``
             g = grads.pop(node, None)
             if g is None:
                 continue
-            op = node.op
             if capture is not None and node in capture:
-                capture[node] = g if create_graph else _leaf(g)
-                if op is None:
-                    continue
-            if op is None:
-                if capture is None and node.requires_grad:
-                    _accumulate(node, g, create_graph, handed)
-                continue
+                capture[node] = g if create_graph else _leaf(_keep(g, handed))
+            op, kwargs = node.op, node.kwargs
             if create_graph:
                 out, args = node, node.args
             elif op.on_arrays:
                 out, args = node.data, node.inputs
             else:  # a rule that expects Tensors, run on arrays
                 out, args, g = node, node.args, _leaf(g)
+            rules = op.vjps if op.vjp_argnum is None else ()
             for i, arg in enumerate(node.args):
                 if not isinstance(arg, Tensor) or not arg.requires_grad:
                     continue  # a constant, or a tensor no gradient is wanted for
-                ga = op.vjp(i, g, out, args, node.kwargs)
+                rule = rules[i] if i < len(rules) else None  # called directly: the common case
+                ga = rule(g, out, *args, **kwargs) if rule is not None else op.vjp(i, g, out, args, kwargs)
                 if not create_graph and isinstance(ga, Tensor):  # from a rule that expects Tensors
                     ga = ga.data
-                grads[arg] = grads[arg] + ga if arg in grads else ga
+                prev = grads.get(arg)
+                grads[arg] = ga if prev is None else prev + ga
+        for node, g in grads.items():  # what is left: leaves (and nodes no longer requiring grad)
+            if node.op is not None:
+                continue
+            if capture is not None:
+                if node in capture:
+                    capture[node] = g if create_graph else _leaf(_keep(g, handed))
+            elif node.requires_grad:
+                _accumulate(node, g, create_graph, handed)
     finally:
         _grad_enabled = old
 
 
 def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
-    """``leaf.grad += g``, as a new Tensor: an array ``g`` is wrapped (copied if not owned)."""
+    """``leaf.grad += g``, as a new Tensor: an array ``g`` is wrapped (copied unless :func:`_keep` may hand it over)."""
     if create_graph:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is not None:
         leaf.grad = _leaf(leaf.grad.data + g)
     else:
-        if id(g) in handed or not _owned(g):
-            g = B.xp.asarray(g, copy=True)
-        handed.add(id(g))
-        leaf.grad = _leaf(g)
+        leaf.grad = _leaf(_keep(g, handed))
 
 
-def _owned(g: Any) -> bool:
-    """Whether array ``g`` may become a leaf's ``.grad`` as is: it is not a view (of another
-    gradient, or a read-only broadcast), so in-place updates of one leaf's gradient never show
-    up elsewhere (:func:`_accumulate` also copies one already handed to another leaf). CuPy's
-    flags have no ``writeable`` (its views are caught by ``owndata``); arrays without flags
-    (array_api_strict) are always copied."""
+def _keep(g: Any, handed: set[int]) -> Any:
+    """Array ``g`` as a result the caller may own and update in place: ``g`` itself the first
+    time if it is neither a view (of another gradient, or a read-only broadcast) nor read-only
+    (the shared seed of :func:`_ones`), else a copy, so no two results of one backward pass
+    share memory. CuPy's flags have no ``writeable`` (its views are caught by ``owndata``);
+    arrays without flags (array_api_strict) are always copied."""
     flags = getattr(g, "flags", None)
-    return flags is not None and flags.owndata and getattr(flags, "writeable", True)
+    if flags is None or not flags.owndata or not getattr(flags, "writeable", True) or id(g) in handed:
+        g = B.xp.asarray(g, copy=True)
+    handed.add(id(g))
+    return g
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],

@@ -90,8 +90,9 @@ def _log_of(x: Any) -> Any:
     return log(x) if isinstance(x, Tensor) or B.is_array(x) else (math.log(x) if x > 0 else math.nan)
 
 
-defvjp(add, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(g, b.shape),
-       on_arrays=True)
+# add's shape test is unbroadcast's own, inlined: the most common node passes g on unchanged
+defvjp(add, lambda g, out, a, b: g if g.shape == a.shape else unbroadcast(g, a.shape),
+       lambda g, out, a, b: g if g.shape == b.shape else unbroadcast(g, b.shape), on_arrays=True)
 defvjp(sub, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(-g, b.shape),
        on_arrays=True)
 defvjp(mul, lambda g, out, a, b: unbroadcast(g * b, a.shape), lambda g, out, a, b: unbroadcast(g * a, b.shape),
@@ -395,7 +396,7 @@ def _kept(g: Any, a: Any, axis: Axis, keepdims: bool) -> Any:
     return g if keepdims or axis is None else reshape(g, _kept_shape(a.shape, axis))
 
 
-def _spread(g: Any, a: Any, axis: Axis, keepdims: bool) -> Any:
+def _sum_vjp(g: Any, out: Any, a: Any, axis: Axis = None, keepdims: bool = False) -> Any:
     """The output gradient of a sum, copied to every summed position: shaped like ``a``.
 
     On Tensors a recorded broadcast; on arrays one fresh array filled by broadcasting, which in
@@ -405,9 +406,9 @@ def _spread(g: Any, a: Any, axis: Axis, keepdims: bool) -> Any:
         g = reshape(g, _kept_shape(a.shape, axis))
     if isinstance(g, Tensor):
         return broadcast_to(g, a.shape)
-    out = B.xp.empty_like(a, dtype=g.dtype)
-    out[...] = g
-    return out
+    spread = B.xp.empty_like(a, dtype=g.dtype)
+    spread[...] = g
+    return spread
 
 
 def _count(shape: Sequence[int], axis: Axis) -> int:
@@ -422,8 +423,8 @@ def _max_vjp(g: Tensor, out: Tensor, a: Tensor, axis: Axis = None, keepdims: boo
     return _kept(g, a, axis, keepdims) * (hit / xp.sum(hit, axis=_axes(axis, a.ndim), keepdims=True))
 
 
-defvjp(sum, lambda g, out, a, axis=None, keepdims=False: _spread(g, a, axis, keepdims), on_arrays=True)
-defvjp(mean, lambda g, out, a, axis=None, keepdims=False: _spread(g / _count(a.shape, axis), a, axis, keepdims),
+defvjp(sum, _sum_vjp, on_arrays=True)
+defvjp(mean, lambda g, out, a, axis=None, keepdims=False: _sum_vjp(g / _count(a.shape, axis), out, a, axis, keepdims),
        on_arrays=True)
 defvjp(max, _max_vjp, on_arrays=True)
 

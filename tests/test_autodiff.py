@@ -322,3 +322,85 @@ def test_a_replayed_graph_reuses_its_order_and_the_root_does_not_keep_itself_ali
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_a_replay_after_the_graph_changed_is_right(backend, monkeypatch):
+    """The order cached on a root covers the graph as recorded; what changes around it (a node
+    built on top, another root sharing nodes, a leaf that stops requiring grad) must still get
+    the right gradients, and only new roots are sorted again."""
+    calls = []
+    original = course.autodiff._reverse_topological
+    monkeypatch.setattr(course.autodiff, "_reverse_topological", lambda roots: calls.append(1) or original(roots))
+    x, w = leaf([1.0, 2.0]), leaf([3.0, -1.0])
+    h = x * w
+    y = h.sum()
+    y.backward()
+    z = (h * x).sum()  # a new root on top of y's nodes: d/dx (x² w) = 2xw
+    z.backward()
+    y.backward()  # y's cached order again, after z was built over its nodes
+    assert len(calls) == 2
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([3.0, -1.0]) + 2 * np.array([1.0, 2.0]) * [3.0, -1.0])
+    np.testing.assert_allclose(w.grad.numpy(), 2 * np.array([1.0, 2.0]) + np.array([1.0, 4.0]))
+    x.zero_grad(), w.zero_grad()
+    w.requires_grad_(False)  # replayed with a leaf left out: it gets nothing, x is unchanged
+    y.backward()
+    assert w.grad is None
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, -1.0])
+    assert len(calls) == 2
+
+
+def test_a_leaf_used_twice_sums_what_it_receives_and_its_grad_is_its_own(backend):
+    x = leaf([1.0, -2.0])
+    y = leaf([4.0, 5.0])
+    (x + x + x * y).sum().backward()  # x reached three times, from two nodes
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 7.0])
+    np.testing.assert_allclose(y.grad.numpy(), [1.0, -2.0])
+    if backend.name == "numpy":
+        x.grad.data += 1.0  # writable, and shared with nothing
+        np.testing.assert_allclose(y.grad.numpy(), [1.0, -2.0])
+
+
+def test_the_shared_unit_seed_is_never_handed_out():
+    """On NumPy ``ȳ = 1`` is one read-only array per dtype and shape: a leaf root or a captured
+    root gradient must get its own writable copy, and later passes still start from ones."""
+    x = leaf(3.0)
+    x.backward()
+    x.grad.data += 10.0  # would corrupt every later seed if it were the shared one
+    y = leaf([2.0])
+    (y * y).sum().backward()
+    assert y.grad.item() == 4.0
+    r = (y * 1.0).sum()
+    (gr,) = grad(r, r)
+    assert gr.data.flags.writeable and gr.item() == 1.0
+    gr.data[...] = 7.0
+    (y * 1.0).sum().backward()
+    assert y.grad.item() == 5.0
+
+
+def test_captured_gradients_never_share_memory(backend):
+    """add hands the same array to both arguments: grad() must still return separate arrays."""
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    gx, gy = grad((x + y).sum(), [x, y])
+    np.testing.assert_array_equal(gx.numpy(), [1.0, 1.0])
+    if backend.name == "numpy":
+        assert not np.shares_memory(gx.data, gy.data)
+        gx.data *= 5.0
+        np.testing.assert_array_equal(gy.numpy(), [1.0, 1.0])
+
+
+def test_no_grad_is_a_reusable_context_and_a_decorator_that_restores_the_flag():
+    @no_grad()
+    def depth(n: int) -> bool:  # recursion: each decorated call keeps its own saved flag
+        inner = depth(n - 1) if n else True
+        return inner and not course.autodiff.is_grad_enabled()
+
+    assert depth(3) and course.autodiff.is_grad_enabled()
+    with pytest.raises(ZeroDivisionError):
+        with no_grad():
+            1 / 0
+    assert course.autodiff.is_grad_enabled()
+    with no_grad():
+        with enable_grad():
+            assert course.autodiff.is_grad_enabled()
+        assert not course.autodiff.is_grad_enabled()
+    assert course.autodiff.is_grad_enabled()
