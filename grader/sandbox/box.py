@@ -30,6 +30,7 @@ mode (``uid`` or ``none``) where the probe should not be trusted.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import functools
@@ -259,6 +260,28 @@ class KernelBox:
             os.chown(home, self.uid, self.gid)
             os.chmod(home, 0o700)
 
+    def close_later(self, launcher: subprocess.Popen[bytes] | None) -> None:
+        """Close the box once the kernel's ``launcher`` (already sent SIGTERM, so it is killing
+        the sandbox) has exited, in a background thread: grading goes on meanwhile. A launcher
+        that lingers past the grace time is killed; :func:`drain` waits for every such close."""
+        thread = threading.Thread(target=self._reap, args=(launcher,), name="grader-reaper", daemon=True)
+        with _closing_lock:
+            _closing.append(thread)
+        thread.start()
+
+    def _reap(self, launcher: subprocess.Popen[bytes] | None) -> None:
+        try:
+            if launcher is not None:
+                try:
+                    launcher.wait(timeout=_REAP_GRACE)
+                except subprocess.TimeoutExpired:
+                    launcher.kill()
+                    launcher.wait()
+        finally:
+            self.close()
+            with _closing_lock:
+                _closing.remove(threading.current_thread())
+
     def close(self) -> None:
         """Kill what the kernel left (by uid) and remove the folder."""
         if self.uid is not None and self.mode == "uid":
@@ -267,6 +290,26 @@ class KernelBox:
         if self._lease is not None:
             self._lease.__exit__(None, None, None)
             self._lease = None
+
+
+_REAP_GRACE = 5.0  # seconds a stopped launcher may take to tear its sandbox down
+_closing: list[threading.Thread] = []
+_closing_lock = threading.Lock()
+
+
+def drain() -> None:
+    """Wait until every box handed to :meth:`KernelBox.close_later` is closed (at exit, and
+    before a worker process ends: nothing of a sandbox outlives the grader)."""
+    while True:
+        with _closing_lock:
+            pending = list(_closing)
+        if not pending:
+            return
+        for thread in pending:
+            thread.join()
+
+
+atexit.register(drain)
 
 
 # -- the kernel manager --------------------------------------------------------------------------------
