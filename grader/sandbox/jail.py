@@ -324,6 +324,8 @@ def main(spec_path: str) -> None:
         finally:  # PID 1 gone: the kernel ends every process of the namespace
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
+            with contextlib.suppress(OSError):  # reaped, so its CPU time counts as ours
+                os.waitpid(child, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     child = os.fork()
     if child == 0:
