@@ -12,7 +12,7 @@ import sys
 
 THREADS = os.environ.get("BENCH_THREADS", "1")
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-             "NUMEXPR_NUM_THREADS"):
+             "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = THREADS
 if "numpy" in sys.modules:  # someone imported NumPy first: its BLAS pool is already sized
     raise RuntimeError("bench/_common.py must be imported before numpy so the thread pins take effect")
@@ -95,8 +95,19 @@ def machine_report(torch: Any) -> str:
     else:
         blas = "MKL" if torch.backends.mkl.is_available() else "no MKL"
         lines.append(f"- PyTorch {torch.__version__} ({blas}), torch.get_num_threads() = {torch.get_num_threads()}")
-    lines.append(f"- threads pinned: OMP/OPENBLAS/MKL_NUM_THREADS = {THREADS}")
+    lines.append(f"- course.fast compiled kernels: {_jit_report()}")
+    lines.append(f"- threads pinned: OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS = {THREADS}")
     return "\n".join(lines)
+
+
+def _jit_report() -> str:
+    from course.fast import jit
+
+    if not jit.available:
+        return "off (numba not installed, or COURSE_JIT=0): the NumPy kernels run"
+    import numba
+
+    return f"numba {numba.__version__}, single-threaded loops, for arrays of >= {jit.MIN_SIZE} elements"
 
 
 def load_note() -> str:

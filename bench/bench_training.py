@@ -1,15 +1,19 @@
 """Training speed: course vs PyTorch CPU vs hand-written NumPy, one thread each, side by side.
 
 (a) training throughput of a 784-256-256-10 ReLU MLP, batch 128, float32, softmax
-    cross-entropy, SGD (and Adam): target course >= 1.0x PyTorch's samples/s;
-(b) BatchNorm1d forward + backward, N=256, D=1024, float32: target <= 1.3x PyTorch's time;
-(c) one Adam step over 200 tensors of 64 floats, and over one tensor of 3M floats:
-    target faster than PyTorch's default per-tensor loop (``foreach=False``);
+    cross-entropy, SGD (and Adam): target course >= 1.15x PyTorch's samples/s with SGD
+    (>= 1.0x with Adam);
+(b) BatchNorm1d forward + backward, N=256, D=1024, float32: target <= 0.8x PyTorch's time;
+(c) one Adam step over 200 tensors of 64 floats: target faster than PyTorch's default
+    per-tensor loop (``foreach=False``); over one tensor of 3M floats: target no slower than
+    PyTorch's ``fused=True`` (the per-tensor loop where this torch has no fused CPU Adam);
 (d) time to train the digits MLP to >= 95% test accuracy with course (the recipe of
     tests/test_claims.py): target under 30 s.
 
 Every section first checks that the implementations compute the same numbers, then times
-them in interleaved rounds. Ratios and targets use median process CPU time (steady on a
+them in interleaved rounds. One thread everywhere (BLAS, PyTorch, Numba; ``_common``).
+course runs with its compiled kernels (``course.fast.jit``) when Numba is installed; the
+machine report says whether it is. Ratios and targets use median process CPU time (steady on a
 shared, loaded machine; see ``_common.interleaved``); best rounds and wall time are shown
 too. Benchmarks report; they never fail.
 
@@ -39,6 +43,8 @@ F32 = np.float32
 SIZES = [784, 256, 256, 10]
 BATCH = 128
 LR = 0.01
+MLP_TARGETS = {"sgd": 1.15, "adam": 1.0}  # course's throughput over PyTorch's
+BN_TARGET = 0.8  # course's BatchNorm1d time over PyTorch's
 
 
 # -- (a) MLP training throughput -----------------------------------------------------------------
@@ -221,8 +227,9 @@ def section_a(torch, repeats: int, target: float) -> tuple[str, dict[str, bool |
             header[-1] = "throughput vs NumPy floor"
         out.append(C.table(header, rows) + "\n")
         if torch is not None:
-            verdicts[f"(a) MLP throughput, {label}: course >= 1.0x PyTorch"] = (
-                C.cpu(times, f"course/{o}") <= C.cpu(times, f"torch/{o}"))
+            need = MLP_TARGETS[o]
+            verdicts[f"(a) MLP throughput, {label}: course >= {need:.2f}x PyTorch"] = (
+                C.cpu(times, f"course/{o}") * need <= C.cpu(times, f"torch/{o}"))
     return "\n".join(out), verdicts
 
 
@@ -362,8 +369,8 @@ def section_b(torch, repeats: int, target: float) -> tuple[str, dict[str, bool |
                         f"time vs {what}"], rows))
     verdicts = {}
     if torch is not None:
-        verdicts["(b) BatchNorm1d fwd+bwd: course <= 1.3x PyTorch time"] = (
-            C.cpu(times, "course") <= 1.3 * C.cpu(times, "torch"))
+        verdicts[f"(b) BatchNorm1d fwd+bwd: course <= {BN_TARGET}x PyTorch time"] = (
+            C.cpu(times, "course") <= BN_TARGET * C.cpu(times, "torch"))
     return "\n".join(out), verdicts
 
 
@@ -445,14 +452,15 @@ def section_c(torch, repeats: int, target: float) -> tuple[str, dict[str, bool |
                  "torch_fused": "PyTorch Adam, fused=True",
                  "course_rule": "course Adam(update=<own rule>): pure adam_step per tensor",
                  "numpy": "textbook NumPy per tensor (fresh temporaries)"}
-        rows = C.compare_rows(times, "torch_loop" if torch is not None else "course", names)
+        peer = "torch_fused" if len(shapes) == 1 and "torch_fused" in times else "torch_loop"
+        rows = C.compare_rows(times, peer if torch is not None else "course", names)
         if torch is None:
             rows.insert(1, ["PyTorch Adam", C.TORCH_SKIPPED, "", "", ""])
-        what = "PyTorch per-tensor loop" if torch is not None else "course"
+        what = f"PyTorch {names[peer].split(', ')[1]}" if torch is not None else "course"
         out.append(C.table([f"one Adam step, {label}, float32", *C.TIME_COLUMNS, f"time vs {what}"], rows) + "\n")
         if torch is not None:
-            verdicts[f"(c) Adam step, {label}: course faster than PyTorch foreach=False"] = (
-                C.cpu(times, "course") < C.cpu(times, "torch_loop"))
+            verdicts[f"(c) Adam step, {label}: course no slower than {what}"] = (
+                C.cpu(times, "course") <= C.cpu(times, peer))
     out.insert(0, "check: after 3 steps from the same start every variant has the same parameters (rtol 1e-5)\n")
     return "\n".join(out), verdicts
 

@@ -3,7 +3,9 @@
 Public names: :class:`Tensor`, :func:`tensor`, :class:`Parameter`, :func:`no_grad`,
 :func:`enable_grad`, :func:`use` (pick the array backend), :func:`to_numpy`; and the
 submodules ``ops``, ``losses``, ``gradcheck``, ``init``, ``nn``, ``optim``, ``schedules``,
-``train``, ``data`` and ``plots`` (matplotlib is imported only when plotting).
+``train``, ``data``, ``plots`` (matplotlib is imported only when plotting) and ``explore``
+(interactive explorers; ipywidgets only when one is shown live); ``analysis``, ``backprop`` and
+``symmetry`` hold small closed forms that 06_training_in_practice checks.
 """
 from __future__ import annotations
 
@@ -17,12 +19,12 @@ from .backend import to_numpy, use
 __all__ = [
     "Tensor", "Parameter", "tensor", "no_grad", "enable_grad", "grad", "use", "to_numpy",
     "backend", "ops", "losses", "gradcheck", "init", "nn", "optim", "schedules", "train",
-    "data", "plots", "functional",
+    "data", "plots", "functional", "explore",
 ]
 __version__ = "0.1.0"
 
 _LAZY = {"losses", "gradcheck", "init", "nn", "optim", "schedules", "train", "data", "plots",
-         "functional", "testing"}
+         "functional", "testing", "explore", "analysis", "backprop", "symmetry"}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,17 +4,32 @@ A :class:`Tensor` is a node of the computation graph. It holds what the lecture 
 its value (``data``), the operation that made it (``op``), that operation's arguments
 (``args``) and, among them, its ``parents``: the tensors gradients flow back to.
 
-Forward: every primitive (see :mod:`course.ops`) computes on raw arrays and records a node.
-Backward: :meth:`Tensor.backward` orders the graph once, children before parents (a reverse
-topological order found without recursion), and each node sends to each parent the
-vector-Jacobian product ``x̄ += Jᵀ ȳ`` of its operation; a parent used several times sums
-what it receives. VJPs are written with tensor operations, so with ``create_graph=True`` the
-backward pass is itself recorded and can be differentiated again (Hessian-vector products,
-small Hessians for Newton's method).
+Forward: every primitive (see :mod:`course.ops`, which also gives Tensor its operators)
+computes on raw arrays and records a node. A primitive called on plain arrays only is just its
+forward: it returns a plain array and records nothing.
+Backward: :meth:`Tensor.backward` orders the graph once, children before parents (nodes are
+numbered as they are recorded and a node is always recorded after its parents, so newest first
+is a reverse topological order; found without recursion, kept on the root for the next backward),
+and each node sends to each parent the vector-Jacobian product ``x̄ += Jᵀ ȳ`` of its
+operation; a parent used several times sums what it receives. The library's VJPs are written
+with primitives and array operators, so they run two ways:
+
+* ``create_graph=False`` (training): on the raw arrays, with no node recorded: the gradients
+  become Tensors only at the leaves;
+* ``create_graph=True``: on Tensors, so the backward pass is itself recorded and can be
+  differentiated again (Hessian-vector products, small Hessians for Newton's method).
+
+What runs on arrays: every VJP registered with ``defvjp(prim, ..., on_arrays=True)`` (all of
+:mod:`course.ops`, the cross-entropy, binary cross-entropy and batch-norm nodes). A VJP
+registered without it (a user's rule) always receives Tensors; without ``create_graph`` they
+record nothing and its result is unwrapped again.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -56,45 +71,72 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+_NO_KWARGS: dict[str, Any] = {}  # shared by every node without keyword arguments: never mutated
+
+
 class Primitive:
     """An operation: ``forward`` on raw arrays and one VJP per differentiable argument.
 
     Calling a primitive on tensors computes the forward value and, when some argument needs a
-    gradient, records the node. Non-tensor arguments (Python numbers, axes) are constants.
+    gradient, records the node. Non-tensor arguments (Python numbers, axes) are constants. With
+    no Tensor among the arguments the call is the plain forward (arrays in, an array out).
+    ``on_arrays``: the VJPs also accept plain arrays (see :func:`defvjp`).
     """
 
-    __slots__ = ("name", "forward", "vjps", "vjp_argnum")
+    __slots__ = ("name", "forward", "vjps", "vjp_argnum", "on_arrays")
 
     def __init__(self, forward: Callable[..., Any], name: str | None = None) -> None:
         self.name = name or forward.__name__
         self.forward = forward
         self.vjps: tuple[Callable[..., Any] | None, ...] = ()
         self.vjp_argnum: Callable[..., Any] | None = None
+        self.on_arrays = False
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply(args, kwargs)
+
+    def apply(self, args: tuple[Any, ...], kwargs: dict[str, Any] = _NO_KWARGS) -> Any:
+        """``self(*args, **kwargs)`` with the arguments already packed (Tensor's operators use it)."""
+        inputs, parents, plain = [], [], True
+        for a in args:  # a loop, not comprehensions: this runs for every operation
+            if isinstance(a, Tensor):
+                plain = False
+                inputs.append(a.data)
+                if a.requires_grad:
+                    parents.append(a)
+            else:
+                inputs.append(a)
+        data = self.forward(*inputs, **kwargs) if kwargs else self.forward(*inputs)
+        if plain:  # plain arrays: nothing to record (how VJPs run on arrays)
+            return data
+        if not (parents and _grad_enabled):
+            return _leaf(data)
         out = Tensor.__new__(Tensor)
-        out.data = self.forward(*[a.data if isinstance(a, Tensor) else a for a in args], **kwargs)
-        out.grad = None
-        if _grad_enabled:
-            parents = tuple(a for a in args if isinstance(a, Tensor) and a.requires_grad)
-            if parents:
-                out.requires_grad, out.op, out.args, out.kwargs = True, self, args, kwargs
-                out.parents = parents
-                return out
-        out.requires_grad, out.op, out.args, out.kwargs, out.parents = False, None, (), {}, ()
+        out.data, out.grad, out.requires_grad, out.op, out.args, out.kwargs = data, None, True, self, args, kwargs
+        out.parents, out.inputs, out._seq, out._order = tuple(parents), inputs, next(_created), None
         return out
 
-    def vjp(self, argnum: int, g: Tensor, out: Tensor) -> Tensor:
-        """The VJP of this operation for argument ``argnum``: ``Jᵀ g`` shaped like that argument."""
+    def vjp(self, argnum: int, g: Any, out: Any, args: Sequence[Any] | None = None,
+            kwargs: Any = None) -> Any:
+        """The VJP of this operation for argument ``argnum``: ``Jᵀ g`` shaped like that argument.
+
+        ``out`` is the node, or its value when ``args`` (then the arguments' values) are given;
+        ``args``/``kwargs`` default to the node's own.
+        """
+        if args is None:
+            args, kwargs = out.args, out.kwargs
         if self.vjp_argnum is not None:
-            return self.vjp_argnum(argnum, g, out, *out.args, **out.kwargs)
+            return self.vjp_argnum(argnum, g, out, *args, **kwargs)
         fn = self.vjps[argnum] if argnum < len(self.vjps) else None
         if fn is None:
             raise TypeError(f"{self.name} is not differentiable with respect to argument {argnum}")
-        return fn(g, out, *out.args, **out.kwargs)
+        return fn(g, out, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
+
+
+_created = itertools.count(1)  # numbers the recorded nodes in the order they are made (leaves: 0)
 
 
 def primitive(forward: Callable[..., Any]) -> Primitive:
@@ -102,13 +144,18 @@ def primitive(forward: Callable[..., Any]) -> Primitive:
     return Primitive(forward)
 
 
-def defvjp(prim: Primitive, *vjps: Callable[..., Any] | None, argnum: Callable[..., Any] | None = None) -> None:
+def defvjp(prim: Primitive, *vjps: Callable[..., Any] | None, argnum: Callable[..., Any] | None = None,
+           on_arrays: bool = False) -> None:
     """Register the VJPs of ``prim``: ``vjp_i(g, out, *args, **kwargs) -> Jᵢᵀ g``.
 
     For operations with a variable number of tensor arguments (concat, stack) pass
-    ``argnum=f`` with ``f(i, g, out, *args, **kwargs)`` instead.
+    ``argnum=f`` with ``f(i, g, out, *args, **kwargs)`` instead. By default the VJPs receive
+    Tensors (under :func:`no_grad` unless ``create_graph=True``). ``on_arrays=True`` declares
+    that they also work on plain arrays (they use only primitives and array operators, and
+    read masks from an argument's raw value): a backward pass without ``create_graph`` then
+    calls them on the arrays the forward saw, and no Tensor is made for an intermediate gradient.
     """
-    prim.vjps, prim.vjp_argnum = vjps, argnum
+    prim.vjps, prim.vjp_argnum, prim.on_arrays = vjps, argnum, on_arrays
 
 
 class Tensor:
@@ -118,7 +165,12 @@ class Tensor:
     ``requires_grad=True`` accumulate their gradient into ``grad`` (a Tensor) on backward.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "op", "args", "kwargs", "parents", "__weakref__")
+    # ``inputs``: a recorded node's argument values as the forward saw them (the arrays its VJPs
+    # run on); ``_seq``: when the node was recorded (1, 2, ...; 0 for a leaf), see
+    # :func:`_reverse_topological`; ``_order``: the graph's reverse topological order below this
+    # node, set by the first backward from it. A leaf has no ``inputs`` or ``_order``.
+    __slots__ = ("data", "grad", "requires_grad", "op", "args", "kwargs", "parents", "inputs", "_seq",
+                 "_order", "__weakref__")
     __array_priority__ = 1000.0  # so ``ndarray * Tensor`` defers to Tensor.__rmul__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
@@ -131,8 +183,9 @@ class Tensor:
         self.requires_grad = requires_grad
         self.op: Primitive | None = None
         self.args: tuple[Any, ...] = ()
-        self.kwargs: dict[str, Any] = {}
+        self.kwargs: Any = _NO_KWARGS
         self.parents: tuple[Tensor, ...] = ()
+        self._seq = 0
 
     # -- inspection -------------------------------------------------------------------------
     @property
@@ -149,7 +202,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return _size(self.data.shape)
+        return math.prod(self.data.shape)
 
     @property
     def device(self) -> Any:
@@ -227,100 +280,152 @@ class Parameter(Tensor):
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """Make a tensor on the current backend from host data (lists, NumPy arrays, numbers)."""
-    return Tensor(B.asarray(data if not isinstance(data, Tensor) else data.data, dtype), requires_grad)
+    t = _leaf(B.asarray(data.data if isinstance(data, Tensor) else data, dtype))
+    t.requires_grad = requires_grad
+    return t
 
 
 def _is_array(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__array_namespace__")
 
 
-def _size(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
+def _leaf(data: Any) -> Tensor:
+    """A constant Tensor around an array of the backend (no conversion: the engine's own)."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.requires_grad, t.op, t.args, t.kwargs, t.parents, t._seq = data, None, False, None, (), _NO_KWARGS, (), 0
+    return t
 
 
-def _seed(root: Tensor, grad: Any) -> Tensor:
+def _seed(root: Tensor, grad: Any) -> Any:
+    """The output gradient ``ȳ``: ``grad`` as a Tensor, or an array of ones for a one-element
+    root when ``grad`` is None."""
     if grad is None:
-        if _size(root.data.shape) != 1:
+        if math.prod(root.data.shape) != 1:
             raise RuntimeError(
                 f"backward() needs an output gradient for a non-scalar tensor of shape "
                 f"{root.shape}: pass one of that shape, y.backward(g), or reduce first, "
                 "e.g. y.sum().backward()"
             )
-        return Tensor(B.xp.ones_like(root.data))
-    g = grad if isinstance(grad, Tensor) else Tensor(B.asarray(grad, root.dtype))
+        return B.xp.ones_like(root.data)
+    g = grad if isinstance(grad, Tensor) else _leaf(B.asarray(grad, root.dtype))
     if g.shape != root.shape:
         raise ValueError(f"output gradient has shape {g.shape} but the tensor has shape {root.shape}")
     return g
 
 
 def _reverse_topological(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Nodes reachable from ``roots``, each before all of its parents (iterative DFS)."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack = [(root, iter(root.parents))]
-        while stack:
-            node, parents = stack[-1]
-            for p in parents:
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    stack.append((p, iter(p.parents)))
-                    break
-            else:  # all parents done: post-order position
-                stack.pop()
-                order.append(node)
-    order.reverse()
-    return order
+    """Nodes reachable from ``roots``, each before all of its parents.
 
-
-def _backprop(roots: Sequence[Tensor], seeds: Sequence[Tensor], create_graph: bool,
-              capture: dict[int, Tensor | None] | None) -> None:
-    """Send gradients from ``roots`` to every reachable node.
-
-    Leaves accumulate into ``.grad``; with ``capture`` given, the gradients of the nodes whose
-    ids it holds are stored there instead and no ``.grad`` is touched.
+    A node is recorded after its parents (they are its arguments), so the order of recording,
+    newest first, is a reverse topological order: collect the reachable nodes (a sweep over a
+    growing list, no recursion) and sort them by their recording number ``_seq``. Leaves have
+    ``_seq == 0`` and come last. (Sets and dicts of nodes compare them by identity: a Tensor's
+    hash is ``object.__hash__``.)
     """
-    grads: dict[int, Tensor] = {}
+    nodes: list[Tensor] = []
+    seen: set[Tensor] = set()
+    for root in roots:
+        if root not in seen:
+            seen.add(root)
+            nodes.append(root)
+    for node in nodes:  # the list grows while it is read: every reachable node once
+        for p in node.parents:
+            if p not in seen:
+                seen.add(p)
+                nodes.append(p)
+    nodes.sort(key=_recorded, reverse=True)
+    return nodes
+
+
+_recorded = operator.attrgetter("_seq")
+
+
+def _graph_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """:func:`_reverse_topological`, remembered on a single root: a recorded graph never changes,
+    so a second backward from the same root (a replayed graph) skips the sort. The root keeps
+    the order of the nodes below it only, so it holds no reference to itself."""
+    if len(roots) != 1:
+        return _reverse_topological(roots)
+    root = roots[0]
+    if root.op is None:  # a leaf: nothing below it
+        return [root]
+    below = root._order
+    if below is None:
+        order = _reverse_topological(roots)
+        root._order = order[1:]
+        return order
+    return [root, *below]
+
+
+def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
+              capture: dict[Tensor, Tensor | None] | None) -> None:
+    """Send gradients (``seeds``: arrays or Tensors) from ``roots`` to every reachable node.
+
+    Leaves accumulate into ``.grad``; with ``capture`` given, the gradients of the nodes it
+    holds are stored there instead and no ``.grad`` is touched. Without ``create_graph`` the
+    gradients in flight are raw arrays, and a VJP registered without ``on_arrays`` gets them
+    wrapped in Tensors; with it they are Tensors and every VJP records its operations.
+    """
+    global _grad_enabled
+    grads: dict[Tensor, Any] = {}  # node -> the sum of the gradients it has received so far
     for r, s in zip(roots, seeds):
-        grads[id(r)] = grads[id(r)] + s if id(r) in grads else s
-    handed: set[int] = set()  # gradients already given to a leaf: the next leaf gets a copy
-    ctx = enable_grad() if create_graph else no_grad()
-    with ctx:
-        for node in _reverse_topological(roots):
-            g = grads.pop(id(node), None)
+        if create_graph != isinstance(s, Tensor):  # a Tensor ȳ keeps its own graph for create_graph
+            s = _leaf(s) if create_graph else s.data
+        grads[r] = grads[r] + s if r in grads else s
+    handed: set[int] = set()  # ids of the gradients given to a leaf: the next leaf gets a copy
+    old, _grad_enabled = _grad_enabled, create_graph  # a plain flag: no context manager per call
+    try:
+        for node in _graph_order(roots):
+            g = grads.pop(node, None)
             if g is None:
                 continue
-            if capture is not None and id(node) in capture:
-                capture[id(node)] = g
-                if node.op is None:
+            op = node.op
+            if capture is not None and node in capture:
+                capture[node] = g if create_graph else _leaf(g)
+                if op is None:
                     continue
-            if node.op is None:
+            if op is None:
                 if capture is None and node.requires_grad:
-                    if node.grad is not None:
-                        node.grad = node.grad + g
-                    else:
-                        node.grad = g if create_graph or _owned(g, handed) else Tensor(B.xp.asarray(g.data, copy=True))
-                        handed.add(id(node.grad))
+                    _accumulate(node, g, create_graph, handed)
                 continue
+            if create_graph:
+                out, args = node, node.args
+            elif op.on_arrays:
+                out, args = node.data, node.inputs
+            else:  # a rule that expects Tensors, run on arrays
+                out, args, g = node, node.args, _leaf(g)
             for i, arg in enumerate(node.args):
-                if isinstance(arg, Tensor) and arg.requires_grad:
-                    ga = node.op.vjp(i, g, node)
-                    key = id(arg)
-                    grads[key] = grads[key] + ga if key in grads else ga
+                if not isinstance(arg, Tensor) or not arg.requires_grad:
+                    continue  # a constant, or a tensor no gradient is wanted for
+                ga = op.vjp(i, g, out, args, node.kwargs)
+                if not create_graph and isinstance(ga, Tensor):  # from a rule that expects Tensors
+                    ga = ga.data
+                grads[arg] = grads[arg] + ga if arg in grads else ga
+    finally:
+        _grad_enabled = old
 
 
-def _owned(g: Tensor, handed: set[int]) -> bool:
-    """Whether ``g`` may become a leaf's ``.grad`` as is: no other leaf holds it and its array
-    is not a view (of another gradient, or a read-only broadcast), so in-place updates of one
-    leaf's gradient never show up in another's. Non-NumPy arrays are always copied."""
-    flags = getattr(g.data, "flags", None)
-    return id(g) not in handed and flags is not None and flags.owndata and flags.writeable
+def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
+    """``leaf.grad += g``, as a new Tensor: an array ``g`` is wrapped (copied if not owned)."""
+    if create_graph:
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    elif leaf.grad is not None:
+        leaf.grad = _leaf(leaf.grad.data + g)
+    else:
+        if id(g) in handed or not _owned(g):
+            g = B.xp.asarray(g, copy=True)
+        handed.add(id(g))
+        leaf.grad = _leaf(g)
+
+
+def _owned(g: Any) -> bool:
+    """Whether array ``g`` may become a leaf's ``.grad`` as is: it is not a view (of another
+    gradient, or a read-only broadcast), so in-place updates of one leaf's gradient never show
+    up elsewhere (:func:`_accumulate` also copies one already handed to another leaf). CuPy's
+    flags have no ``writeable`` (its views are caught by ``owndata``); arrays without flags
+    (array_api_strict) are always copied."""
+    flags = getattr(g, "flags", None)
+    return flags is not None and flags.owndata and getattr(flags, "writeable", True)
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
@@ -336,9 +441,9 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     else:
         gos = [grad_outputs] if isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)) else grad_outputs
         seeds = [_seed(o, go) for o, go in zip(outs, gos)]
-    capture: dict[int, Tensor | None] = {id(x): None for x in ins}
+    capture: dict[Tensor, Tensor | None] = dict.fromkeys(ins)
     _backprop(outs, seeds, create_graph, capture)
-    return [capture[id(x)] if capture[id(x)] is not None else Tensor(B.xp.zeros_like(x.data)) for x in ins]
+    return [capture[x] if capture[x] is not None else Tensor(B.xp.zeros_like(x.data)) for x in ins]
 
 
 def hvp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
@@ -351,15 +456,13 @@ def hvp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
 
 
 def hessian(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """The exact Hessian of a scalar ``f`` at a 1-D ``x`` (n backward passes through ``∇f``)."""
+    """The exact Hessian of a scalar ``f`` at a 1-D ``x``: row i is ``∇(∇f)ᵢ``, one backward
+    pass through the recorded graph of ``∇f`` per row, seeded with the unit vector eᵢ."""
     if x.ndim != 1:
         raise ValueError(f"hessian() expects a 1-D parameter vector, got shape {x.shape}: reshape it first")
     x = Tensor(x.data, requires_grad=True)
     with enable_grad():
         (g,) = grad(f(x), x, create_graph=True)
-        rows = [grad(g[i], x)[0] for i in range(x.shape[0])]
-    with no_grad():
-        return _ops.stack(rows, axis=0)
-
-
-from . import ops as _ops  # noqa: E402,F401  (attaches the operators to Tensor)
+    eye = B.xp.eye(x.shape[0], dtype=x.dtype, device=x.data.device)
+    rows = [grad(g, x, grad_outputs=_leaf(eye[i, ...]))[0].data for i in range(x.shape[0])]
+    return Tensor(B.xp.stack(rows, axis=0))

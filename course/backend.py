@@ -13,6 +13,15 @@ versions off so tests exercise both.
 Randomness: initial weights come from a host ``numpy.random.Generator`` (:func:`rng`), so a
 seed gives the same weights on every backend; per-step randomness (dropout masks) may be
 drawn on the device with :func:`random`.
+
+Host transfers and synchronisation: on a GPU, reading a value on the host (``float(x)``,
+``bool(x)``, ``.item()``, ``np.asarray(x)``) copies it off the device and waits for every queued
+kernel. The library never does it implicitly; each transfer is a call of :func:`to_numpy` or
+:func:`asarray`, at the places its docstrings name: ``Tensor.numpy()``/``.item()``/``float()``,
+``train`` (the data go to the device once per call of ``fit``/``evaluate``, not per batch; one
+read of each metric per ``evaluate``), ``optim.clip_grad_norm_`` (one read of the returned norm),
+``state_dict``/``save``. Checks that must read values (label ranges, probabilities in [0, 1])
+run only where that costs no synchronisation: :func:`on_host`.
 """
 from __future__ import annotations
 
@@ -29,7 +38,7 @@ import numpy as np
 
 __all__ = [
     "BackendUnavailable", "use", "xp", "name", "device", "rng", "random", "asarray",
-    "to_numpy", "is_array", "copy_array", "kernel", "register_kernel", "standard_only",
+    "to_numpy", "is_array", "copy_array", "kernel", "register_kernel", "standard_only", "on_host",
 ]
 
 Array = Any  # an array of the current namespace
@@ -68,17 +77,26 @@ def _numpy_namespace() -> types.SimpleNamespace:
     """NumPy's own namespace, with a few standard functions swapped for faster equivalents.
 
     ``np.sum`` and friends go through Python-level wrappers costing microseconds on tiny
-    arrays; the ufunc reductions and array methods compute the same result faster.
+    arrays; the ufunc reductions and array methods compute the same result faster
+    (``ones_like`` seeds every backward pass: ``empty_like`` and ``fill`` cost half of it, and
+    a 0-d ``asarray`` a tenth).
     """
     ns = _Namespace(**{k: v for k, v in vars(np).items() if not k.startswith("_")})
 
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001 - standard name
-        return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+        return np.add.reduce(x, axis, dtype, None, keepdims)  # positional: parsed faster
 
     def max(x, /, *, axis=None, keepdims=False):  # noqa: A001
-        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+        return np.maximum.reduce(x, axis, None, None, keepdims)
 
-    ns.sum, ns.max = sum, max
+    def ones_like(x, /, *, dtype=None, device=None):
+        if x.ndim == 0:  # a scalar loss: one call instead of np.ones_like's three
+            return np.asarray(1, dtype=dtype or x.dtype)
+        out = np.empty_like(x, dtype=dtype)
+        out.fill(1)
+        return out
+
+    ns.sum, ns.max, ns.ones_like = sum, max, ones_like
     ns.reshape = lambda x, /, shape, *, copy=None: x.reshape(shape)
     ns.permute_dims = lambda x, /, axes: x.transpose(axes)
     ns.astype = lambda x, dtype, /, *, copy=True, device=None: x.astype(dtype, copy=copy)
@@ -102,6 +120,9 @@ def use(backend: str) -> Any:
     explicitly (``Tensor.to()``, ``Module.to()``).
     """
     global name, xp, device
+    if not isinstance(backend, str):  # an array or Tensor compared with "numpy" would pass as one
+        raise TypeError(f"use() takes the backend's name as a string, got {type(backend).__name__}: "
+                        "call course.use('numpy'), course.use('cupy') or course.use('array_api_strict').")
     if backend == "numpy":
         ns, dev = _numpy_namespace(), None
     elif backend == "cupy":
@@ -167,14 +188,21 @@ def asarray(x: Any, dtype: Any = None) -> Array:
     return xp.asarray(x, dtype=dtype, device=device)
 
 
+def on_host() -> bool:
+    """Whether the current backend's arrays are read on the host without a device sync: True for
+    NumPy and array_api_strict (its device is a label on host memory), False for CuPy."""
+    return name != "cupy"
+
+
 def to_numpy(x: Any) -> np.ndarray:
-    """Copy an array of any backend to a host NumPy array. An explicit transfer."""
+    """Copy an array of any backend to a host NumPy array. An explicit transfer (on a GPU it
+    waits for the queued kernels)."""
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)
-    module = type(x).__module__
-    if module.startswith("cupy"):
+    cupy = sys.modules.get("cupy")  # loaded by use("cupy"); a CuPy array implies it
+    if cupy is not None and isinstance(x, cupy.ndarray):
         return x.get()
-    if module.startswith("array_api_strict"):
+    if type(x).__module__.startswith("array_api_strict"):
         import array_api_strict as s
 
         x = x.to_device(s.Device("CPU_DEVICE"))

@@ -12,9 +12,9 @@ Conventions (PyTorch's, where the lecture notes differ):
 * dropout's ``p`` is the probability of DROPPING a unit (the notes' p is the keep probability).
 
 Speed: with the optional package :mod:`course.fast`, :func:`batchnorm_forward` and
-:func:`batchnorm_backward` run a NumPy kernel that reuses scratch buffers instead of allocating
-fresh N×D temporaries; the code below is the reference and the path everywhere else
-(``course.backend.standard_only()`` forces it).
+:func:`batchnorm_backward` run a fused kernel (compiled with Numba when it is installed, else
+NumPy with reused scratch buffers); the code below is the reference and the path everywhere
+else (``course.backend.standard_only()`` forces it).
 """
 from __future__ import annotations
 
@@ -129,9 +129,10 @@ def _batch_norm_forward(x, gamma, beta, *, eps, forward, backward, saved):
     return y
 
 
-def _batch_norm_vjp(argnum: int, g: Tensor, out: Tensor, x: Any, gamma: Any, beta: Any, *,
-                    eps: float, forward: Any, backward: Any, saved: dict[str, Any]) -> Tensor:
-    """One call of ``backward`` serves the three arguments' VJPs of the same output gradient."""
+def _batch_norm_vjp(argnum: int, g: Any, out: Any, x: Any, gamma: Any, beta: Any, *,
+                    eps: float, forward: Any, backward: Any, saved: dict[str, Any]) -> Any:
+    """One call of ``backward`` serves the VJPs of the same output gradient for every argument
+    that needs one (``saved["needs"]``, noted by :func:`batch_norm`). Runs on raw arrays."""
     if is_grad_enabled():
         raise RuntimeError(
             "batch_norm's fused backward works on raw arrays and cannot be differentiated again "
@@ -139,20 +140,17 @@ def _batch_norm_vjp(argnum: int, g: Tensor, out: Tensor, x: Any, gamma: Any, bet
             "differentiable primitives, for higher derivatives"
         )
     pending = saved.get("pending")
-    if pending is None or pending[0] is not g:
-        raw = [a.data if isinstance(a, Tensor) else a for a in (x, gamma)]
-        grads = backward(g.data, raw[0], raw[1], saved["mean"], saved["var"], eps)
-        needed = {i: grads[i] for i, a in enumerate((x, gamma, beta))
-                  if isinstance(a, Tensor) and a.requires_grad}
-        pending = saved["pending"] = (g, needed)
+    if pending is None or pending[0] is not g or argnum not in pending[1]:
+        grads = backward(g, x, gamma, saved["mean"], saved["var"], eps)
+        pending = saved["pending"] = (g, {i: grads[i] for i in {*saved["needs"], argnum}})
     result = pending[1].pop(argnum)
     if not pending[1]:  # all served: release the gradients and the output gradient
         del saved["pending"]
-    return Tensor(result)
+    return result
 
 
 _batch_norm = Primitive(_batch_norm_forward, "batch_norm")
-defvjp(_batch_norm, argnum=_batch_norm_vjp)
+defvjp(_batch_norm, argnum=_batch_norm_vjp, on_arrays=True)
 
 
 def batch_norm(x: Tensor, gamma: Any, beta: Any, eps: float = 1e-5, *, forward_fn: Any = None,
@@ -164,7 +162,8 @@ def batch_norm(x: Tensor, gamma: Any, beta: Any, eps: float = 1e-5, *, forward_f
     ``mean`` and ``var`` are arrays (not graph nodes). The VJP runs on raw arrays, so this
     node is differentiable once but not twice; :func:`batch_norm_composite` is.
     """
-    saved: dict[str, Any] = {}
+    saved: dict[str, Any] = {"needs": [i for i, a in enumerate((x, gamma, beta))
+                                       if isinstance(a, Tensor) and a.requires_grad]}
     y = _batch_norm(x, gamma, beta, eps=eps, forward=forward_fn or batchnorm_forward,
                     backward=backward_fn or batchnorm_backward, saved=saved)
     return y, saved["mean"], saved["var"]

@@ -2,9 +2,12 @@
 
 ``reduction`` is ``"mean"`` (default: average over all loss terms), ``"sum"`` or ``"none"``
 (one loss per sample). Class labels are integers in ``[0, C)``; binary labels are stated per
-function. Where the plain composition of primitives would be unstable or lose the gradient at
+function. Checks that read values (label ranges, probabilities, ±1 labels) run on host
+backends only (``course.backend.on_host``): on a GPU each would wait for the device at every
+call, so there the data are the caller's to check, once. Where the plain composition of primitives would be unstable or lose the gradient at
 a point (softmax cross-entropy, the two binary cross-entropies) the loss is one fused
-primitive whose VJP is written in tensor ops, so it can be differentiated twice.
+primitive whose VJP is written in primitives and array operators, so it can be differentiated
+twice and, in an ordinary backward pass, runs on the raw arrays (``on_arrays=True``).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 from . import backend as B
 from . import ops
-from .autodiff import Tensor, defvjp, primitive
+from .autodiff import Primitive, Tensor, defvjp, is_grad_enabled, primitive
 
 __all__ = [
     "mse_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -42,11 +45,15 @@ def cross_entropy(input: Tensor, target: Any, reduction: str = "mean") -> Tensor
 
     computed from ``log_softmax`` (the maximum is subtracted first), so logits of 1e4 are
     fine. One fused primitive; its VJP is ``ḡ (softmax(z) − onehot(y))``, divided by N for
-    ``"mean"``.
+    ``"mean"``. With :mod:`course.fast` one kernel computes the loss and that gradient in
+    one pass; the result is the same up to rounding.
     """
     _check_reduction(reduction)
-    labels = _labels(input, target, "cross_entropy")
-    return _cross_entropy(input, labels, reduction)
+    fast = B.kernel("cross_entropy") if input.ndim == 2 and input.shape[0] else None
+    labels = _labels(input, target, "cross_entropy", check_range=fast is None)
+    if fast is None:
+        return _cross_entropy(input, labels, reduction)
+    return _cross_entropy_fused(input, labels, reduction, kernel=fast, saved={})
 
 
 @primitive
@@ -57,13 +64,38 @@ def _cross_entropy(logits: Array, labels: Array, reduction: str) -> Array:
     return _reduce_array(nll, reduction)
 
 
-def _cross_entropy_vjp(g: Tensor, out: Tensor, logits: Tensor, labels: Array, reduction: str) -> Tensor:
+def _cross_entropy_vjp(g: Any, out: Any, logits: Any, labels: Array, reduction: str) -> Any:
     hot = _one_hot(labels, logits.shape[-1])
     diff = ops.softmax(logits, axis=-1) - B.xp.astype(hot, logits.dtype)
     return _spread(g, diff, reduction)
 
 
-defvjp(_cross_entropy, _cross_entropy_vjp)
+defvjp(_cross_entropy, _cross_entropy_vjp, on_arrays=True)
+
+
+# The fast path of course.fast: one kernel computes the loss and the gradient (softmax − onehot,
+# scaled for the reduction) together and checks the labels' range on the way; the VJP then
+# only scales the saved gradient. Under create_graph=True it is the differentiable VJP above.
+
+def _cross_entropy_fused_forward(logits: Array, labels: Array, reduction: str, *, kernel: Any,
+                                 saved: dict[str, Array]) -> Array:
+    result = kernel(logits, labels, reduction)
+    if result is None:
+        raise ValueError(_label_range_message("cross_entropy", logits.shape[-1]))
+    loss, saved["grad"] = result
+    return loss
+
+
+def _cross_entropy_fused_vjp(g: Any, out: Any, logits: Any, labels: Array, reduction: str, *,
+                             kernel: Any, saved: dict[str, Array]) -> Any:
+    if is_grad_enabled():  # create_graph=True: the differentiable rule, on Tensors
+        return _cross_entropy_vjp(g, out, logits, labels, reduction)
+    scale = B.xp.reshape(g, (-1, 1)) if reduction == "none" else g
+    return scale * saved["grad"]
+
+
+_cross_entropy_fused = Primitive(_cross_entropy_fused_forward, "cross_entropy")
+defvjp(_cross_entropy_fused, _cross_entropy_fused_vjp, on_arrays=True)
 
 
 def binary_cross_entropy(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
@@ -78,7 +110,7 @@ def binary_cross_entropy(input: Tensor, target: Any, reduction: str = "mean") ->
     _check_reduction(reduction)
     _check_same_shape(input, target, "binary_cross_entropy")
     xp = B.xp
-    if bool(xp.any((input.data < 0) | (input.data > 1))):
+    if B.on_host() and bool(xp.any((input.data < 0) | (input.data > 1))):  # no GPU sync per call
         raise ValueError(
             "binary_cross_entropy: input must hold probabilities in [0, 1]; apply sigmoid first, "
             "or pass raw scores to binary_cross_entropy_with_logits"
@@ -100,7 +132,8 @@ def _binary_cross_entropy(p: Array, y: Any) -> Array:
 
 defvjp(_binary_cross_entropy,
        lambda g, out, p, y: g * (p - y) / ops.clip(p * (1 - p), min=1e-12),
-       lambda g, out, p, y: g * (ops.clip(ops.log(1 - p), min=-100.0) - ops.clip(ops.log(p), min=-100.0)))
+       lambda g, out, p, y: g * (ops.clip(ops.log(1 - p), min=-100.0) - ops.clip(ops.log(p), min=-100.0)),
+       on_arrays=True)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
@@ -123,7 +156,7 @@ def _bce_with_logits(x: Array, y: Any) -> Array:
 
 defvjp(_bce_with_logits,
        lambda g, out, x, y: g * (ops.sigmoid(x) - y),
-       lambda g, out, x, y: -g * x)
+       lambda g, out, x, y: -g * x, on_arrays=True)
 
 
 def multi_margin_loss(input: Tensor, target: Any, p: int = 1, margin: float = 1.0,
@@ -165,7 +198,7 @@ def perceptron_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tens
         true_score = ops.where(_one_hot(labels, input.shape[-1]), input, 0.0).sum(axis=-1)
         return _reduce(input.max(axis=-1) - true_score, reduction)
     _check_same_shape(input, target, "perceptron_loss")
-    if not bool(B.xp.all((t == 1) | (t == -1))):
+    if B.on_host() and not bool(B.xp.all((t == 1) | (t == -1))):  # no GPU sync per call
         raise ValueError(
             "perceptron_loss: binary labels must be -1 or +1; map 0/1 labels with 2 * y - 1 "
             "(for C classes pass scores of shape (N, C) and integer labels of shape (N,))"
@@ -193,8 +226,13 @@ def _check_same_shape(input: Tensor, target: Any, name: str) -> None:  # noqa: A
                          "they must match: reshape one of them, e.g. y.reshape(-1)")
 
 
-def _labels(input: Tensor, target: Any, name: str) -> Array:  # noqa: A002
-    """The integer labels as a raw array, checked against the (N, C) scores."""
+def _label_range_message(name: str, n_classes: int) -> str:
+    return f"{name}: labels must lie in [0, {n_classes}) for {n_classes} classes"
+
+
+def _labels(input: Tensor, target: Any, name: str, check_range: bool = True) -> Array:  # noqa: A002
+    """The integer labels as a raw array, checked against the (N, C) scores (their range
+    too unless ``check_range`` is False: a kernel that checks it on the way)."""
     xp = B.xp
     labels = _raw(target)
     if input.ndim != 2 or tuple(labels.shape) != input.shape[:1]:
@@ -208,8 +246,8 @@ def _labels(input: Tensor, target: Any, name: str) -> Array:  # noqa: A002
             "with y.astype(int64) (one-hot targets: take their argmax)"
         )
     n_classes = input.shape[-1]
-    if bool(xp.any((labels < 0) | (labels >= n_classes))):
-        raise ValueError(f"{name}: labels must lie in [0, {n_classes}) for {n_classes} classes")
+    if check_range and B.on_host() and bool(xp.any((labels < 0) | (labels >= n_classes))):  # no GPU sync
+        raise ValueError(_label_range_message(name, n_classes))
     return labels
 
 
@@ -230,7 +268,7 @@ def _reduce_array(loss: Array, reduction: str) -> Array:
     return B.xp.sum(loss) if reduction == "sum" else loss
 
 
-def _spread(g: Tensor, per_sample: Tensor, reduction: str) -> Tensor:
+def _spread(g: Any, per_sample: Any, reduction: str) -> Any:
     """Send the output gradient of a (N,)-loss reduced by ``reduction`` to its (N, C) terms."""
     if reduction == "none":
         return ops.reshape(g, (g.shape[0], 1)) * per_sample

@@ -171,7 +171,7 @@ class Module:
                     f"{key!r}: the state has shape {tuple(value.shape)} but the model has "
                     f"{tuple(current.shape)}; build the model with the same sizes before loading"
                 )
-            value = B.asarray(value.astype(B.to_numpy(current).dtype))
+            value = B.xp.astype(B.asarray(value), current.dtype)  # cast on the device: no read back
             if is_param:
                 getattr(m, name).data = value
             else:
@@ -415,6 +415,7 @@ class BatchNorm1d(Module):
             self.register_buffer("running_mean", B.asarray(weight_init.zeros(shape, dtype=dtype)))
             self.register_buffer("running_var", B.asarray(weight_init.constant(shape, value=1.0, dtype=dtype)))
             self.register_buffer("num_batches_tracked", B.asarray(np.zeros((), dtype=np.int64)))
+            self._host_count = (self.num_batches_tracked, 0)  # (the buffer counted, its count)
 
     def _affine(self, like: Any) -> tuple[Any, Any]:
         """(γ, β): the parameters, or constant ones/zeros when ``affine=False``."""
@@ -441,10 +442,18 @@ class BatchNorm1d(Module):
         return x * a + b
 
     def _update_stats(self, mean: Any, var: Any, n: int) -> None:
+        """One more batch in the running statistics. ``num_batches_tracked`` (the buffer, on the
+        device) has a host copy of its count, so ``momentum=None`` (weight 1/k for the k-th batch)
+        reads nothing back from the device per step: only once after the buffer was replaced
+        (``load_state_dict``, ``to``)."""
+        counted, count = self._host_count
+        if counted is not self.num_batches_tracked:
+            count = int(B.to_numpy(self.num_batches_tracked))  # an explicit transfer, once
         self.num_batches_tracked = self.num_batches_tracked + 1
+        self._host_count = (self.num_batches_tracked, count + 1)
         momentum = self.momentum
         if momentum is None:  # cumulative average: the k-th batch gets weight 1/k
-            momentum = 1.0 / B.to_numpy(self.num_batches_tracked).item()
+            momentum = 1.0 / (count + 1)
         self.running_mean, self.running_var = self.running_stats_fn(
             self.running_mean, self.running_var, mean, var, n, momentum)
 

@@ -35,7 +35,7 @@ from typing import Any
 __all__ = ["explain_unfinished"]
 
 #: The start of a message of a library reference stubbed in the student edition
-#: (``grader.build.stub_message``): "adam_step is exercise 'adam_step' of 02_optimizers (...".
+#: (``grader.release.build.stub_message``): "adam_step is exercise 'adam_step' of 02_optimizers (...".
 _LIBRARY_STUB = re.compile(r"^(?P<fn>[\w.]+) is exercise '[^']+' of ")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"

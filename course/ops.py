@@ -2,8 +2,11 @@
 
 Each primitive is defined by ``@primitive`` (the forward, written against the array-API
 namespace ``B.xp``) and ``defvjp`` (for each argument, ``Jᵀ g`` as a function of the
-output gradient ``g``, the output ``out`` and the arguments). VJPs use these same tensor
-operations, so the backward pass can be recorded and differentiated again.
+output gradient ``g``, the output ``out`` and the arguments). VJPs use these same
+primitives and the array operators, so they run on Tensors (``create_graph=True``: the
+backward pass is recorded and can be differentiated again) and on plain arrays (the ordinary
+backward pass: a primitive given no Tensor is just its forward), hence ``on_arrays=True``.
+Where a VJP needs a mask from an argument's value it reads it with ``_raw``, which serves both.
 
 Broadcasting: a binary operation's VJP sums the gradient back to each argument's shape
 (:func:`unbroadcast`).
@@ -38,11 +41,11 @@ def _kept_shape(shape: Sequence[int], axis: Axis) -> tuple[int, ...]:
     return tuple(1 if i in red else n for i, n in enumerate(shape))
 
 
-def unbroadcast(g: Tensor, shape: Sequence[int]) -> Tensor:
+def unbroadcast(g: Any, shape: Sequence[int]) -> Any:
     """Sum ``g`` over the axes broadcasting added or stretched, so it has ``shape``."""
-    shape = tuple(shape)
-    if g.shape == shape:
+    if g.shape == shape:  # the usual case first: nothing was broadcast
         return g
+    shape = tuple(shape)
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
@@ -82,26 +85,25 @@ def power(a, b):
     return a ** b
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(getattr(x, "shape", ()))
-
-
 def _log_of(x: Any) -> Any:
-    """log of a power's base: a tensor, or a constant (nan for a base <= 0, as for tensors)."""
-    return log(x) if isinstance(x, Tensor) else (math.log(x) if x > 0 else math.nan)
+    """log of a power's base: a tensor or array, or a constant (nan for a base <= 0, as for arrays)."""
+    return log(x) if isinstance(x, Tensor) or B.is_array(x) else (math.log(x) if x > 0 else math.nan)
 
 
-defvjp(add, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(g, b.shape))
-defvjp(sub, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(-g, b.shape))
-defvjp(mul, lambda g, out, a, b: unbroadcast(g * b, a.shape), lambda g, out, a, b: unbroadcast(g * a, b.shape))
+defvjp(add, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(g, b.shape),
+       on_arrays=True)
+defvjp(sub, lambda g, out, a, b: unbroadcast(g, a.shape), lambda g, out, a, b: unbroadcast(-g, b.shape),
+       on_arrays=True)
+defvjp(mul, lambda g, out, a, b: unbroadcast(g * b, a.shape), lambda g, out, a, b: unbroadcast(g * a, b.shape),
+       on_arrays=True)
 defvjp(div, lambda g, out, a, b: unbroadcast(g / b, a.shape),
-       lambda g, out, a, b: unbroadcast(-g * out / b, b.shape))
-defvjp(neg, lambda g, out, a: -g)
+       lambda g, out, a, b: unbroadcast(-g * out / b, b.shape), on_arrays=True)
+defvjp(neg, lambda g, out, a: -g, on_arrays=True)
 defvjp(power, lambda g, out, a, b: unbroadcast(g * b * a ** (b - 1), a.shape),
-       lambda g, out, a, b: unbroadcast(g * out * _log_of(a), b.shape))
+       lambda g, out, a, b: unbroadcast(g * out * _log_of(a), b.shape), on_arrays=True)
 
 
-def _mT(x: Tensor) -> Tensor:
+def _mT(x: Any) -> Any:
     return swapaxes(x, -1, -2)
 
 
@@ -110,7 +112,7 @@ def matmul(a, b):
     return a @ b
 
 
-def _matmul_vjp(argnum: int, g: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def _matmul_vjp(argnum: int, g: Any, out: Any, a: Any, b: Any) -> Any:
     """Promote 1-D operands as matmul does (a: (1, n), b: (n, 1)), then ``ā = ḡ bᵀ``, ``b̄ = aᵀ ḡ``."""
     a2 = a if a.ndim > 1 else reshape(a, (1, a.shape[0]))
     b2 = b if b.ndim > 1 else reshape(b, (b.shape[0], 1))
@@ -125,7 +127,7 @@ def _matmul_vjp(argnum: int, g: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Te
     return reshape(unbroadcast(_mT(a2) @ g2, b2.shape), b.shape)
 
 
-defvjp(matmul, argnum=_matmul_vjp)
+defvjp(matmul, argnum=_matmul_vjp, on_arrays=True)
 
 
 # -- elementwise functions ------------------------------------------------------------------
@@ -193,18 +195,20 @@ def _inside(a: Any, lo: Any, hi: Any) -> Any:
     return inside
 
 
-defvjp(exp, lambda g, out, a: g * out)
-defvjp(log, lambda g, out, a: g / a)
-defvjp(sqrt, lambda g, out, a: g / out * 0.5)
-defvjp(tanh, lambda g, out, a: g * (1 - out * out))
-defvjp(sigmoid, lambda g, out, a: g * out * (1 - out))
-defvjp(relu, lambda g, out, a: g * B.xp.astype(a.data > 0, g.dtype))  # a 0/1 mask: much faster than where
-defvjp(leaky_relu, lambda g, out, a, negative_slope=0.01: where(a.data > 0, g, g * negative_slope))
-defvjp(abs, lambda g, out, a: g * B.xp.sign(a.data))
-defvjp(clip, lambda g, out, a, min=None, max=None: where(_inside(a.data, min, max), g, 0.0))
+defvjp(exp, lambda g, out, a: g * out, on_arrays=True)
+defvjp(log, lambda g, out, a: g / a, on_arrays=True)
+defvjp(sqrt, lambda g, out, a: g / out * 0.5, on_arrays=True)
+defvjp(tanh, lambda g, out, a: g * (1 - out * out), on_arrays=True)
+defvjp(sigmoid, lambda g, out, a: g * out * (1 - out), on_arrays=True)
+defvjp(relu, lambda g, out, a: g * B.xp.astype(_raw(a) > 0, g.dtype),  # a 0/1 mask: much faster than where
+       on_arrays=True)
+defvjp(leaky_relu, lambda g, out, a, negative_slope=0.01: where(_raw(a) > 0, g, g * negative_slope),
+       on_arrays=True)
+defvjp(abs, lambda g, out, a: g * B.xp.sign(_raw(a)), on_arrays=True)
+defvjp(clip, lambda g, out, a, min=None, max=None: where(_inside(_raw(a), min, max), g, 0.0), on_arrays=True)
 defvjp(where, None,
        lambda g, out, c, x, y: unbroadcast(where(_raw(c), g, 0.0), x.shape),
-       lambda g, out, c, x, y: unbroadcast(where(_raw(c), 0.0, g), y.shape))
+       lambda g, out, c, x, y: unbroadcast(where(_raw(c), 0.0, g), y.shape), on_arrays=True)
 
 
 @primitive
@@ -212,7 +216,7 @@ def astype(a, dtype):
     return B.xp.astype(a, dtype)
 
 
-defvjp(astype, lambda g, out, a, dtype: astype(g, a.dtype))
+defvjp(astype, lambda g, out, a, dtype: astype(g, a.dtype), on_arrays=True)
 
 
 # -- shapes ---------------------------------------------------------------------------------
@@ -245,9 +249,9 @@ def _inverse(axes: Sequence[int]) -> tuple[int, ...]:
     return tuple(inv)
 
 
-defvjp(reshape, lambda g, out, a, shape: reshape(g, a.shape))
-defvjp(permute_dims, lambda g, out, a, axes: permute_dims(g, _inverse(axes)))
-defvjp(broadcast_to, lambda g, out, a, shape: unbroadcast(g, a.shape))
+defvjp(reshape, lambda g, out, a, shape: reshape(g, a.shape), on_arrays=True)
+defvjp(permute_dims, lambda g, out, a, axes: permute_dims(g, _inverse(axes)), on_arrays=True)
+defvjp(broadcast_to, lambda g, out, a, shape: unbroadcast(g, a.shape), on_arrays=True)
 
 
 def _key(key: Any) -> Any:
@@ -304,8 +308,8 @@ def _one_hot_scatter(target: Any, key: Any, g: Any) -> Any:
     return target + xp.reshape(summed, tuple(target.shape))
 
 
-defvjp(getitem, lambda g, out, a, key: index_add(g, key, a.shape))
-defvjp(index_add, lambda g, out, g0, key, shape: getitem(g, key))
+defvjp(getitem, lambda g, out, a, key: index_add(g, key, a.shape), on_arrays=True)
+defvjp(index_add, lambda g, out, g0, key, shape: getitem(g, key), on_arrays=True)
 
 
 @primitive
@@ -327,8 +331,8 @@ def take_add(g, indices, axis, shape):
     return B.xp.permute_dims(moved, tuple(swap))
 
 
-defvjp(take, lambda g, out, a, indices, axis=0: take_add(g, _raw(indices), axis, a.shape))
-defvjp(take_add, lambda g, out, g0, indices, axis, shape: take(g, indices, axis=axis))
+defvjp(take, lambda g, out, a, indices, axis=0: take_add(g, _raw(indices), axis, a.shape), on_arrays=True)
+defvjp(take_add, lambda g, out, g0, indices, axis, shape: take(g, indices, axis=axis), on_arrays=True)
 
 
 def _concat_forward(*arrays, axis=0):
@@ -365,8 +369,8 @@ def _stack_vjp(i: int, g: Tensor, out: Tensor, *args: Tensor, axis: int = 0) -> 
     return getitem(g, (slice(None),) * (axis % out.ndim) + (i,))
 
 
-defvjp(_concat, argnum=_concat_vjp)
-defvjp(_stack, argnum=_stack_vjp)
+defvjp(_concat, argnum=_concat_vjp, on_arrays=True)
+defvjp(_stack, argnum=_stack_vjp, on_arrays=True)
 
 
 # -- reductions -----------------------------------------------------------------------------
@@ -386,9 +390,24 @@ def max(a, axis=None, keepdims=False):  # noqa: A001
     return B.xp.max(a, axis=axis, keepdims=keepdims)
 
 
-def _spread(g: Tensor, a: Tensor, axis: Axis, keepdims: bool) -> Tensor:
-    """The output gradient of a reduction, broadcast back over the reduced axes."""
-    return broadcast_to(g if keepdims else reshape(g, _kept_shape(a.shape, axis)), a.shape)
+def _kept(g: Any, a: Any, axis: Axis, keepdims: bool) -> Any:
+    """A reduction's output gradient with the reduced axes back as size 1: it broadcasts against ``a``."""
+    return g if keepdims or axis is None else reshape(g, _kept_shape(a.shape, axis))
+
+
+def _spread(g: Any, a: Any, axis: Axis, keepdims: bool) -> Any:
+    """The output gradient of a sum, copied to every summed position: shaped like ``a``.
+
+    On Tensors a recorded broadcast; on arrays one fresh array filled by broadcasting, which in
+    NumPy costs a fifth of a broadcast view and a leaf can keep without copying it.
+    """
+    if axis is not None and not keepdims:
+        g = reshape(g, _kept_shape(a.shape, axis))
+    if isinstance(g, Tensor):
+        return broadcast_to(g, a.shape)
+    out = B.xp.empty_like(a, dtype=g.dtype)
+    out[...] = g
+    return out
 
 
 def _count(shape: Sequence[int], axis: Axis) -> int:
@@ -398,14 +417,15 @@ def _count(shape: Sequence[int], axis: Axis) -> int:
 def _max_vjp(g: Tensor, out: Tensor, a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Ties share the gradient equally (the gradient of ``amax``)."""
     xp = B.xp
-    top = out.data if keepdims else xp.reshape(out.data, _kept_shape(a.shape, axis))
-    hit = xp.astype(a.data == top, a.dtype)
-    return _spread(g, a, axis, keepdims) * (hit / xp.sum(hit, axis=_axes(axis, a.ndim), keepdims=True))
+    top = _kept(_raw(out), a, axis, keepdims)
+    hit = xp.astype(_raw(a) == top, a.dtype)
+    return _kept(g, a, axis, keepdims) * (hit / xp.sum(hit, axis=_axes(axis, a.ndim), keepdims=True))
 
 
-defvjp(sum, lambda g, out, a, axis=None, keepdims=False: _spread(g, a, axis, keepdims))
-defvjp(mean, lambda g, out, a, axis=None, keepdims=False: _spread(g, a, axis, keepdims) / _count(a.shape, axis))
-defvjp(max, _max_vjp)
+defvjp(sum, lambda g, out, a, axis=None, keepdims=False: _spread(g, a, axis, keepdims), on_arrays=True)
+defvjp(mean, lambda g, out, a, axis=None, keepdims=False: _spread(g / _count(a.shape, axis), a, axis, keepdims),
+       on_arrays=True)
+defvjp(max, _max_vjp, on_arrays=True)
 
 
 @primitive
@@ -436,14 +456,14 @@ def softmax(a, axis=-1):
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def _lse_vjp(g: Tensor, out: Tensor, a: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    top = out if keepdims else reshape(out, _kept_shape(a.shape, axis))
-    return _spread(g, a, axis, keepdims) * exp(a - top)
+def _lse_vjp(g: Any, out: Any, a: Any, axis: Axis = None, keepdims: bool = False) -> Any:
+    """ḡ · softmax(a) = ḡ · exp(a − logsumexp(a)), broadcast over the reduced axes."""
+    return _kept(g, a, axis, keepdims) * exp(a - _kept(out, a, axis, keepdims))
 
 
-defvjp(logsumexp, _lse_vjp)
-defvjp(log_softmax, lambda g, out, a, axis=-1: g - exp(out) * sum(g, axis=axis, keepdims=True))
-defvjp(softmax, lambda g, out, a, axis=-1: out * (g - sum(g * out, axis=axis, keepdims=True)))
+defvjp(logsumexp, _lse_vjp, on_arrays=True)
+defvjp(log_softmax, lambda g, out, a, axis=-1: g - exp(out) * sum(g, axis=axis, keepdims=True), on_arrays=True)
+defvjp(softmax, lambda g, out, a, axis=-1: out * (g - sum(g * out, axis=axis, keepdims=True)), on_arrays=True)
 
 
 # -- fused layers ---------------------------------------------------------------------------
@@ -464,23 +484,28 @@ def _flat2(t: Tensor) -> Tensor:
 defvjp(linear,
        lambda g, out, x, w, b=None: g @ w,
        lambda g, out, x, w, b=None: _mT(_flat2(g)) @ _flat2(x),
-       lambda g, out, x, w, b=None: sum(g, axis=tuple(range(g.ndim - 1))))
+       lambda g, out, x, w, b=None: sum(g, axis=tuple(range(g.ndim - 1))), on_arrays=True)
 
 
 # -- Tensor operators and methods are these primitives --------------------------------------
 
 def _bind(prim: Primitive) -> Any:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        return prim(self, *args, **kwargs)
+        return prim.apply((self, *args), kwargs)
 
     method.__name__ = method.__qualname__ = prim.name
     method.__doc__ = prim.forward.__doc__
     return method
 
 
-def _reflected(prim: Primitive) -> Any:
-    def method(self: Tensor, other: Any) -> Tensor:
-        return prim(other, self)
+def _operator(prim: Primitive, reflected: bool = False) -> Any:
+    """``self ⊕ other`` (or ``other ⊕ self``) as a two-argument method: nothing to pack per call."""
+    if reflected:
+        def method(self: Tensor, other: Any) -> Tensor:
+            return prim.apply((other, self))
+    else:
+        def method(self: Tensor, other: Any) -> Tensor:
+            return prim.apply((self, other))
 
     return method
 
@@ -504,9 +529,11 @@ def _transpose_method(self: Tensor, *axes: Any) -> Tensor:
     return permute_dims(self, axes)
 
 
+for _name, _prim in {"__add__": add, "__sub__": sub, "__mul__": mul, "__truediv__": div, "__pow__": power,
+                     "__matmul__": matmul}.items():
+    setattr(Tensor, _name, _operator(_prim))
 for _name, _prim in {
-    "__add__": add, "__sub__": sub, "__mul__": mul, "__truediv__": div, "__pow__": power,
-    "__matmul__": matmul, "__neg__": neg, "__getitem__": getitem, "sum": sum, "mean": mean,
+    "__neg__": neg, "__getitem__": getitem, "sum": sum, "mean": mean,
     "max": max, "exp": exp, "log": log, "sqrt": sqrt, "tanh": tanh, "sigmoid": sigmoid,
     "relu": relu, "abs": abs, "clip": clip, "astype": astype, "logsumexp": logsumexp,
     "log_softmax": log_softmax, "softmax": softmax, "broadcast_to": broadcast_to,
@@ -514,7 +541,7 @@ for _name, _prim in {
     setattr(Tensor, _name, _bind(_prim))
 for _name, _prim in {"__radd__": add, "__rsub__": sub, "__rmul__": mul, "__rtruediv__": div,
                      "__rpow__": power, "__rmatmul__": matmul}.items():
-    setattr(Tensor, _name, _reflected(_prim))
+    setattr(Tensor, _name, _operator(_prim, reflected=True))
 for _name, _op in {"__lt__": operator.lt, "__le__": operator.le, "__gt__": operator.gt,
                    "__ge__": operator.ge, "__eq__": operator.eq, "__ne__": operator.ne}.items():
     setattr(Tensor, _name, _compare(_op))

@@ -26,7 +26,8 @@ The rules below are the only implementation of their formulas in this module. Sp
 the optional package :mod:`course.fast` (left out of the student edition): when a class runs
 its own reference rule on NumPy or CuPy, it keeps all parameters of one dtype in one contiguous
 buffer and updates them with one call, and SGD, Adam and AdamW run fused in-place kernels
-(:func:`course.backend.kernel`). ``course.backend.standard_only()`` turns the kernels off, so
+(:func:`course.backend.kernel`; compiled with Numba for large tensors when it is installed),
+which read each parameter's gradient where it lies. ``course.backend.standard_only()`` turns the kernels off, so
 the rules run instead; both paths give the same numbers up to rounding.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ from .autodiff import Tensor, enable_grad, grad as _grad
 __all__ = [
     "sgd_step", "adagrad_step", "rmsprop_step", "rmsprop_nesterov_step", "adam_step", "adamw_step",
     "newton_step", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Newton",
-    "clip_grad_norm_", "clip_grad_value_",
+    "clip_grad_norm", "clip_grad_norm_", "clip_grad_value_",
 ]
 
 Array = Any
@@ -530,32 +531,46 @@ def _with_grads(parameters: Iterable[Tensor] | Tensor) -> list[Tensor]:
     return [p for p in params if p.grad is not None]
 
 
+def clip_grad_norm(grads: Iterable[Array], max_norm: float,
+                   norm_type: float = 2.0) -> tuple[list[Array], float]:
+    """The functional form of :func:`clip_grad_norm_`: ``(clipped, N)`` for a list of gradient
+    arrays, with PyTorch's rule (one norm over ALL the arrays, so their directions are kept)::
+
+        N = (Σ_p Σ_i |g_pi|^q)^(1/q)      (q = norm_type; q = inf: N = max |g_pi|)
+        g ← g · min(1, max_norm / (N + 1e-6))
+
+    New arrays; N is the norm before clipping. This is how training survives a cliff: a step
+    that would be huge keeps its direction but is shortened to ``lr·max_norm``.
+    """
+    xp = B.xp
+    grads = list(grads)
+    if not grads:
+        return [], 0.0
+    if norm_type == math.inf:
+        total = xp.max(xp.stack([xp.max(xp.abs(g)) for g in grads]))
+    else:
+        _check(norm_type > 0, f"norm_type must be > 0 or math.inf, got {norm_type}")
+        total = sum(xp.sum(xp.abs(g) ** norm_type) for g in grads) ** (1 / norm_type)
+    coef = xp.clip(max_norm / (total + 1e-6), max=1.0)  # on the device: no sync
+    return [g * coef for g in grads], float(B.to_numpy(total))  # the one host transfer
+
+
 def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False) -> float:
     """Rescale all gradients together so their joint norm is at most ``max_norm``; returns that
-    norm (before clipping), as ``torch.nn.utils.clip_grad_norm_``.
-
-    N = (Σ_p Σ_i |g_pi|^q)^(1/q)      (q = norm_type; q = inf: N = max |g_pi|)
-    g ← g · min(1, max_norm / (N + 1e-6))
+    norm (before clipping), as ``torch.nn.utils.clip_grad_norm_`` (the rule: :func:`clip_grad_norm`).
 
     Gradients are replaced by new arrays, not scaled in place: two parameters may share one
-    gradient array (``x + y`` sends the same array to both).
+    gradient array (``x + y`` sends the same array to both). The norm and the factor stay on the
+    device; the one host transfer is the returned norm.
     """
-    xp = B.xp
     params = _with_grads(parameters)
-    if not params:
-        return 0.0
-    if norm_type == math.inf:
-        total = max(float(xp.max(xp.abs(p.grad.data))) for p in params)
-    else:
-        _check(norm_type > 0, f"norm_type must be > 0 or math.inf, got {norm_type}")
-        total = sum(float(xp.sum(xp.abs(p.grad.data) ** norm_type)) for p in params) ** (1 / norm_type)
+    clipped, total = clip_grad_norm([p.grad.data for p in params], max_norm, norm_type)
     if not math.isfinite(total) and error_if_nonfinite:
         raise RuntimeError(f"the total gradient norm is {total}: the loss or its gradient overflowed "
                            "(lower the learning rate), or pass error_if_nonfinite=False")
-    coef = min(1.0, max_norm / (total + 1e-6))
-    for p in params:
-        p.grad = Tensor(p.grad.data * coef)
+    for p, g in zip(params, clipped):
+        p.grad = Tensor(g)
     return total
 
 

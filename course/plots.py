@@ -18,7 +18,7 @@ from . import backend as B
 from .autodiff import Tensor, grad
 
 __all__ = [
-    "plot_history", "plot_comparison", "plot_trajectories", "LayerStats", "layer_stats",
+    "plot_history", "plot_comparison", "plot_trajectories", "draw_trajectories", "LayerStats", "layer_stats",
     "plot_layer_stats", "plot_layer_std",
 ]
 
@@ -105,13 +105,23 @@ def plot_trajectories(landscape: Any, paths: Mapping[str, np.ndarray], *, levels
     """Optimizer paths over the contour lines of a 2-D :class:`course.data.Landscape`.
 
     ``paths`` maps a name to an array (steps + 1, 2) of iterates, as returned by
-    :func:`course.train.trajectory`. Contour levels are spaced logarithmically when f ≥ 0 on
-    the window (narrow valleys stay visible), evenly otherwise. The start is a circle, the
-    last iterate a square, the landscape's critical point a star.
+    :func:`course.train.trajectory`; :func:`draw_trajectories` says what is drawn.
     """
-    X, Y, Z = landscape.grid()
     fig, axes = _subplots(figsize=(6, 5))
-    ax = axes[0]
+    draw_trajectories(axes[0], landscape, paths, levels=levels, title=title)
+    fig.tight_layout()
+    return fig
+
+
+def draw_trajectories(ax: Any, landscape: Any, paths: Mapping[str, np.ndarray], *, levels: int = 30,
+                      title: str | None = None, grid: int = 200) -> None:
+    """Draw :func:`plot_trajectories` into the matplotlib axes ``ax`` (e.g. one panel of a grid).
+
+    Contour levels are spaced logarithmically when f ≥ 0 on the window (narrow valleys stay
+    visible), evenly otherwise; ``grid`` points per side. The start is a circle, the last
+    iterate a square, the landscape's critical point a star.
+    """
+    X, Y, Z = landscape.grid(grid)
     zmin = Z.min()
     if zmin >= 0:
         lo = max(np.quantile(Z[Z > 0], 0.001), Z.max() * 1e-6) if (Z > 0).any() else 1.0
@@ -133,8 +143,6 @@ def plot_trajectories(landscape: Any, paths: Mapping[str, np.ndarray], *, levels
     ax.set_ylabel("y")
     ax.set_title(title or landscape.name)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
 
 
 @dataclass

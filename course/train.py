@@ -1,7 +1,10 @@
 """Training loop: seeded minibatches, ``fit`` with validation tracking, early stopping, history.
 
-Data stay on the host (NumPy); :func:`batches` moves one minibatch at a time to the current
-backend's device, so a GPU holds only what the current step needs.
+Data go to the current backend's device once per call of :func:`batches`, :func:`fit` or
+:func:`evaluate` (one explicit transfer of X and y, none when they are already there); each
+minibatch is then gathered on the device. Host reads are explicit too: :func:`evaluate` sums
+the loss and the metrics on the device and reads each total once; :func:`fit` reads nothing
+per step (the progress bar shows the last epoch's training loss).
 
 Progress bar (tqdm): ``fit(progress=None)`` decides with :func:`progress_enabled`, by this rule:
 off when the environment variable ``CI`` or ``NBGRADER_EXECUTION`` is set (nbgrader sets the
@@ -32,17 +35,19 @@ Seed = int | np.random.Generator | None
 Pair = tuple[Any, Any]
 
 
-def _host(a: Any) -> np.ndarray:
-    """A NumPy array from host data, a Tensor or a device array (copied once, up front)."""
-    return a.numpy() if isinstance(a, Tensor) else B.to_numpy(a)
+def _on_device(a: Any) -> Any:
+    """``a`` (host data, a Tensor or an array) as an array of the current backend: the one
+    explicit host-to-device transfer, or none when it is already there."""
+    a = a.data if isinstance(a, Tensor) else a
+    return B.asarray(a if B.is_array(a) else np.asarray(a))
 
 
-def _check_pair(pair: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(pair: Any, what: str) -> tuple[Any, Any]:
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise TypeError(f"{what} must be a pair (X, y) of arrays, got {type(pair).__name__}")
-    X, y = _host(pair[0]), _host(pair[1])
-    if len(X) != len(y):
-        raise ValueError(f"{what}: X has {len(X)} samples but y has {len(y)}; they must match")
+    X, y = _on_device(pair[0]), _on_device(pair[1])
+    if X.shape[:1] != y.shape[:1]:
+        raise ValueError(f"{what}: X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
     return X, y
 
 
@@ -56,18 +61,24 @@ def batches(X: Any, y: Any, batch_size: int, *, shuffle: bool = True, drop_last:
     """Yield minibatches ``(x, y)`` as Tensors on the current device, one at a time.
 
     One pass visits every sample once: in a random order drawn from ``rng`` when ``shuffle``
-    (same seed, same order), in the stored order otherwise. The last batch may be smaller
-    than ``batch_size``; ``drop_last=True`` leaves it out. Pass one Generator to several
-    calls (as :func:`fit` does) to get a new order every epoch.
+    (same seed, same order on every backend: the permutation is drawn on the host and moved
+    once), in the stored order otherwise. The last batch may be smaller than ``batch_size``;
+    ``drop_last=True`` leaves it out. Pass one Generator to several calls (as :func:`fit`
+    does) to get a new order every epoch. X and y move to the device once, up front.
     """
     _check_batch_size(batch_size)
     X, y = _check_pair((X, y), "batches")
-    n = len(y)
-    order = B.rng(rng).permutation(n) if shuffle else None
+    n = y.shape[0]
+    order = B.asarray(B.rng(rng).permutation(n)) if shuffle else None
     stop = n - n % batch_size if drop_last else n
+    xp = B.xp
     for start in range(0, stop, batch_size):
-        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-        yield Tensor(B.asarray(X[idx])), Tensor(B.asarray(y[idx]))
+        end = min(start + batch_size, n)  # the standard leaves slices past the end unspecified
+        if order is None:
+            yield Tensor(X[start:end, ...]), Tensor(y[start:end, ...])
+        else:
+            idx = order[start:end]
+            yield Tensor(xp.take(X, idx, axis=0)), Tensor(xp.take(y, idx, axis=0))
 
 
 def train_step(model: Any, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: Any,
@@ -84,11 +95,8 @@ def train_step(model: Any, loss_fn: Callable[[Tensor, Tensor], Tensor], optimize
     return loss
 
 
-def accuracy(output: Tensor | Any, target: Tensor | Any) -> float:
-    """Fraction of correct predictions: mean over samples of [argmax_k output_k = target].
-
-    A single output column (or a 1-D output) is read as one binary logit: class 1 when > 0.
-    """
+def _hits(output: Tensor | Any, target: Tensor | Any) -> Any:
+    """The number of correct predictions, a 0-d array on the device (see :func:`accuracy`)."""
     xp = B.xp
     out = output.data if isinstance(output, Tensor) else output
     t = target.data if isinstance(target, Tensor) else target
@@ -96,11 +104,21 @@ def accuracy(output: Tensor | Any, target: Tensor | Any) -> float:
         pred = xp.reshape(out, (-1,)) > 0
     else:
         pred = xp.argmax(out, axis=-1)
-    hits = xp.sum(xp.astype(xp.astype(pred, t.dtype) == xp.reshape(t, pred.shape), xp.int64))
-    return int(B.to_numpy(hits)) / int(pred.shape[0])
+    return xp.sum(xp.astype(xp.astype(pred, t.dtype) == xp.reshape(t, pred.shape), xp.int64))
+
+
+def accuracy(output: Tensor | Any, target: Tensor | Any) -> float:
+    """Fraction of correct predictions: mean over samples of [argmax_k output_k = target].
+
+    A single output column (or a 1-D output) is read as one binary logit: class 1 when > 0.
+    Returns a Python float: one host read (``evaluate`` counts on the device instead).
+    """
+    return int(B.to_numpy(_hits(output, target))) / int(output.shape[0])
 
 
 _METRICS: dict[str, Callable[[Any, Any], float]] = {"accuracy": accuracy}
+#: Built-in metrics as device-side sums over a batch, so evaluate reads each total once.
+_DEVICE_SUMS: dict[Callable[[Any, Any], float], Callable[[Any, Any], Any]] = {accuracy: _hits}
 
 
 def _metric_fns(metrics: Sequence[str | Callable[[Any, Any], float]]) -> dict[str, Callable]:
@@ -121,26 +139,30 @@ def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Tensor, Tensor], Ten
     """Loss and metrics of ``model`` on (X, y) in eval mode, without recording a graph.
 
     Each value is the sample-weighted mean over batches of ``batch_size`` (exact for a loss
-    with mean reduction). The model's train/eval mode is restored afterwards.
+    with mean reduction). The model's train/eval mode is restored afterwards. The sums stay on
+    the device (a metric function may return a float or a 0-d array); each total is read on
+    the host once, at the end.
     """
     X, y = _check_pair((X, y), "evaluate")
-    if len(y) == 0:
+    n_total = y.shape[0]
+    if n_total == 0:
         raise ValueError("evaluate got no samples: pass a non-empty (X, y)")
     fns = _metric_fns(metrics)
-    totals = dict.fromkeys((["loss"] if loss_fn is not None else []) + list(fns), 0.0)
+    totals: dict[str, Any] = dict.fromkeys((["loss"] if loss_fn is not None else []) + list(fns), 0)
     was_training = model.training
     model.eval()
     try:
         with no_grad():
             for xb, yb in batches(X, y, batch_size, shuffle=False):
-                out, n = model(xb), len(yb)
+                out, n = model(xb), yb.shape[0]
                 if loss_fn is not None:
-                    totals["loss"] += float(loss_fn(out, yb)) * n
+                    totals["loss"] = totals["loss"] + loss_fn(out, yb).data * n
                 for name, fn in fns.items():
-                    totals[name] += fn(out, yb) * n
+                    count = _DEVICE_SUMS.get(fn)
+                    totals[name] = totals[name] + (count(out, yb) if count else fn(out, yb) * n)
     finally:
         model.train() if was_training else model.eval()
-    return {k: v / len(y) for k, v in totals.items()}
+    return {k: float(B.to_numpy(v)) / n_total for k, v in totals.items()}
 
 
 class History:
@@ -319,7 +341,7 @@ def fit(model: Any, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: Any,
                              "val=(X, y): pass validation data or monitor a 'train_...' value")
         early_stopping.reset()
     gen = B.rng(rng)
-    n_batches = len(y) // batch_size if drop_last else math.ceil(len(y) / batch_size)
+    n_batches = y.shape[0] // batch_size if drop_last else math.ceil(y.shape[0] / batch_size)
     bar = _progress_bar(epochs * n_batches) if (progress_enabled() if progress is None else progress) else None
     history = History()
     try:
@@ -328,12 +350,11 @@ def fit(model: Any, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: Any,
             lr = getattr(optimizer, "lr", None)
             model.train()
             for xb, yb in batches(X, y, batch_size, shuffle=shuffle, drop_last=drop_last, rng=gen):
-                loss = step(model, loss_fn, optimizer, xb, yb)
+                step(model, loss_fn, optimizer, xb, yb)
                 if scheduler is not None and scheduler_interval == "step":
                     scheduler.step()
-                if bar is not None:
+                if bar is not None:  # no float(loss) here: a host read per step would stall a GPU
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", refresh=False)
             if scheduler is not None and scheduler_interval == "epoch":
                 scheduler.step()
             row = {f"train_{k}": v for k, v in evaluate(model, X, y, loss_fn, metrics=metrics).items()}
@@ -342,6 +363,8 @@ def fit(model: Any, loss_fn: Callable[[Tensor, Tensor], Tensor], optimizer: Any,
             row["lr"] = lr
             row["time"] = time.perf_counter() - t0
             history.append(epoch, row)
+            if bar is not None:
+                bar.set_postfix(epoch=epoch, train_loss=f"{row['train_loss']:.4f}", refresh=False)
             if callback is not None:
                 callback(history)
             if early_stopping is not None and early_stopping.step(history[early_stopping.monitor][-1], model, epoch):

@@ -19,7 +19,7 @@ Hidden tests are one-line calls into :mod:`grader.checks` (one module per assign
 catalog in a .toml beside it), so feedback never shows their source or expected values.
 
 Public pieces (imported on first use, so ``import grader.checks`` stays light in kernels):
-:class:`Course`, :class:`GraderError`, :func:`nbgrader_config`, :func:`build`,
+:class:`Course`, :class:`GraderError`, :class:`UsageError`, :func:`nbgrader_config`, :func:`build`,
 :func:`student_edition`, :func:`check_course`, :func:`collect`, :class:`Job`,
 :class:`Result`, :func:`grade_submission`, :func:`record`, :func:`autograde`,
 :func:`generate_feedback`, :func:`export_grades`, :func:`import_manual`, :func:`report`,
@@ -31,7 +31,7 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "Course": "config", "GraderError": "config", "nbgrader_config": "config",
+    "Course": "config", "GraderError": "config", "UsageError": "config", "nbgrader_config": "config",
     "build": "release.build", "student_edition": "release.build", "check_course": "check",
     "collect": "autograde.collect", "Job": "autograde.pipeline", "Result": "autograde.pipeline",
     "grade_submission": "autograde.pipeline", "record": "autograde.record", "autograde": "autograde.scheduler",

@@ -10,7 +10,15 @@
     export     grades for an LMS import (generic, Canvas or Moodle CSV) keyed by a roster
     report     per-exercise table and histogram
     validate   run a notebook's visible tests (what a student sees)
+    selfcheck  grade your own notebook with the hidden checks, recording nothing
     catalog    every graded cell of the course
+
+Exit status, every command: 0 done; 1 a grading failure (a submission that could not be graded,
+failing checks or visible tests, collected files that need attention; listed above it); 2 bad
+input, nothing done (a missing or unknown assignment, an unreadable or corrupt zip, notebook,
+roster or CSV, a bad option or database URL, a gradebook or scheduler that cannot be reached;
+a gradebook lost mid-run keeps what was printed), with one paragraph on stderr naming the
+problem and the fix.
 """
 from __future__ import annotations
 
@@ -23,15 +31,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grader.config import DB_ENV, Course, GraderError
+from grader.defaults import DB_ENV, ZipLimits  # light: --help and a bad option need no nbgrader
+from grader.errors import GraderError, UsageError
 
 if TYPE_CHECKING:
     from grader.autograde.pipeline import Result
+    from grader.config import Course
 
 __all__ = ["main"]
 
 
 def _course(args: argparse.Namespace) -> Course:
+    from grader.config import Course
+
     return Course.at(args.root, args.work, args.db)
 
 
@@ -39,6 +51,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from grader.release.build import build, student_edition, verify_release
 
     course = _course(args)
+    course.check_assignment(*args.assignments)
     if args.verify:
         problems = verify_release(course)
         print("\n".join(problems) or "notebooks/ is up to date with solutions/")
@@ -56,7 +69,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from grader.check import check_course
 
-    problems = check_course(_course(args), args.assignments or None, timeout=args.timeout)
+    course = _course(args)
+    course.check_assignment(*args.assignments)
+    problems = check_course(course, args.assignments or None, timeout=args.timeout)
     if problems:
         print(f"\n{len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
         return 1
@@ -70,12 +85,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from grader.autograde.collect import collect
 
     course = _course(args)
-    try:
-        report = collect(course, Path(args.source), assignment=args.assignment,
-                         roster=Path(args.roster) if args.roster else None)
-    except GraderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    limits = ZipLimits(max_bytes=args.max_unzipped_mb << 20, max_members=args.max_members)
+    report = collect(course, Path(args.source), assignment=args.assignment,
+                     roster=Path(args.roster) if args.roster else None, limits=limits, replace=args.replace)
     students = {s.student for s in report.collected}
     print(f"collected {len(report.collected)} notebook(s) of {len(students)} student(s) into {course.submitted}")
     for note in report.notes:
@@ -106,6 +118,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     from grader.autograde.scheduler import autograde
 
     course = _course(args)
+    course.check_assignment(args.assignment)
     counts = {"up to date": 0}
     folders = {p.parent.name for p in course.submitted.glob(f"*/{args.assignment}") if p.is_dir()}
     total = len(set(args.student) & folders if args.student else folders)
@@ -135,6 +148,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             what = f"{result.score:g}/{result.max_score:g}"
         print(f"{progress()} {student}: {what} in {result.seconds:.1f} s" + (f"  [flagged: {flags}]" if flags else ""),
               flush=True)  # printed once recorded: a line here is a grade that survives a kill
+        if result.late:
+            print(f"  {student}: {result.late}", flush=True)
 
     try:
         results = autograde(course, args.assignment, args.student or None, regrade=args.regrade,
@@ -158,6 +173,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     from grader.results.feedback import generate_feedback
 
     course = _course(args)
+    course.check_assignment(args.assignment)
     pages = generate_feedback(course, args.assignment, args.student or None)
     print(f"{len(pages)} feedback page(s) in {course.feedback}, checked: no hidden tests, no grader paths")
     return 0
@@ -168,6 +184,7 @@ def cmd_manual(args: argparse.Namespace) -> int:
 
     course = _course(args)
     if args.action == "template":
+        course.check_assignment(args.assignment)
         out = Path(args.out or course.work / "manual" / f"{args.assignment}.csv")
         out.parent.mkdir(parents=True, exist_ok=True)
         sheet = manual_template(course, args.assignment, out, merge=args.merge)
@@ -206,6 +223,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from grader.results.report import mistakes, report
 
     course = _course(args)
+    course.check_assignment(args.assignment)
     suffix = "-mistakes" if args.mistakes else ""
     png = Path(args.png) if args.png else course.reports / f"{args.assignment}{suffix}.png"
     if args.mistakes:
@@ -223,8 +241,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_selfcheck(args: argparse.Namespace) -> int:
+    from grader.selfcheck import render, selfcheck
+
+    result = selfcheck(_course(args), Path(args.notebook), assignment=args.assignment, timeout=args.timeout)
+    print(render(result))
+    return 0 if result.outcome == "graded" else 1
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
-    catalog = _course(args).catalog()
+    course = _course(args)
+    if args.assignment:
+        course.check_assignment(args.assignment)
+    catalog = course.catalog()
     exercises = [ex for ex in catalog.exercises if not args.assignment or ex.assignment == args.assignment]
     if args.json:
         print(json.dumps([asdict(ex) for ex in exercises], indent=1))
@@ -283,11 +312,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("collect", cmd_collect, "copy submissions from a folder or LMS zip into WORK/submitted")
     p.epilog = ("exit status: 0 all collected; 1 collected, but flagged students or files of no known "
-                "student need attention (listed); 2 bad input, nothing collected")
+                "student need attention (listed); 2 bad input (no such folder or zip, a corrupt zip, a bad "
+                "roster, an unknown --assignment), nothing collected")
     p.add_argument("source", help="folder or .zip")
     p.add_argument("--assignment", help="assignment of flat files (default: from the notebook name)")
     p.add_argument("--roster", help="CSV student_id,name,lms_id: the student ids, found by LMS id or full name "
                    "(files it does not name are not collected)")
+    p.add_argument("--max-unzipped-mb", type=int, default=ZipLimits.max_bytes >> 20, metavar="MB",
+                   help="most a zip's notebooks may unpack to; past it nothing is collected (a zip bomb) "
+                   f"(default {ZipLimits.max_bytes >> 20})")
+    p.add_argument("--max-members", type=int, default=ZipLimits.max_members, metavar="N",
+                   help=f"most entries a zip may have (default {ZipLimits.max_members})")
+    p.add_argument("--replace", action="store_true",
+                   help="this export is newer than what was collected: take its files where they differ from "
+                   "earlier ones and neither time says which is newer (the replaced files are set aside)")
 
     p = add("autograde", cmd_autograde, "grade submissions: scratch copy per submission, here, in --workers "
             "processes or on a Dask --scheduler; one writer to the gradebook; resumes where a killed run stopped")
@@ -347,6 +385,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("notebook")
     p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
 
+    p = add("selfcheck", cmd_selfcheck, "grade a notebook with the hidden checks, as autograde would, recording "
+            "nothing: per exercise pass, the named mistake, or the error (full repository only)")
+    p.add_argument("notebook")
+    p.add_argument("--assignment", help="the notebook's assignment (default: from its folder or file name)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per cell (default 60)")
+
     p = add("catalog", cmd_catalog, "list every graded cell: points, signatures, dtypes, tolerances")
     p.add_argument("--assignment", help="only this assignment")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -362,13 +406,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except GraderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except GraderError as exc:  # UsageError: exit 2, nothing done; otherwise 1, a grading failure
+        error = exc
     except DBAPIError as exc:  # the gradebook's server went away or refused (PostgreSQL)
         first = str(exc.orig or exc).strip().splitlines()[0][:300]
-        print(f"error: the gradebook database stopped answering ({type(exc.orig or exc).__name__}: {first}). "
-              "Every result printed above is recorded (each submission commits on its own): once the "
-              "database is back, run the same command again and it carries on where it stopped.",
-              file=sys.stderr)
-        return 1
+        error = UsageError(
+            f"the gradebook database stopped answering ({type(exc.orig or exc).__name__}: {first}). Every "
+            "result printed above is recorded (each submission commits on its own): once the database is "
+            "back, run the same command again and it carries on where it stopped.")
+    print(f"error: {error}", file=sys.stderr)
+    return error.exit_status

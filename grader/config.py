@@ -26,15 +26,14 @@ from traitlets import Float
 from traitlets.config import Config
 
 from grader.catalog import Catalog, load_catalog
-from grader.errors import GraderError
+from grader.defaults import DB_ENV
+from grader.errors import GraderError, UsageError
 
-__all__ = ["Course", "GraderError", "DailyPenalty", "nbgrader_config", "kernel_env", "environment",
-           "REPO_ROOT", "DB_ENV", "BLAS_THREAD_VARS"]
+__all__ = ["Course", "GraderError", "UsageError", "read_input", "DailyPenalty", "nbgrader_config", "kernel_env",
+           "environment", "REPO_ROOT", "DB_ENV", "BLAS_THREAD_VARS"]
 
 #: The checkout this package was imported from: the default course root.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Environment variable naming the gradebook URL when ``--db`` is not given.
-DB_ENV = "GRADER_DB_URL"
 
 
 @functools.cache
@@ -50,6 +49,22 @@ def _alembic_head() -> str:
 nbgrader.api.get_alembic_version = _alembic_head
 # nbgrader 0.9 with SQLAlchemy 2.1 warns on every submission it creates; the warning is harmless.
 warnings.filterwarnings("ignore", category=SAWarning, module="nbgrader")
+
+
+def read_input(path: Path, what: str) -> str:
+    """The text of an input file the instructor named (``what``: "roster", "CSV"...), or a
+    UsageError saying why it cannot be read: missing, a folder, unreadable, not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path} is a folder; give the file itself") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path} cannot be read ({exc.strerror}); check its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as CSV UTF-8 "
+                         "(in Excel: Save As > CSV UTF-8) and try again") from None
 
 
 @dataclass(frozen=True)
@@ -94,22 +109,32 @@ class Course:
     def assignments(self) -> list[str]:
         """Assignment folders under solutions/ that hold at least one notebook."""
         if not self.solutions.is_dir():
-            raise GraderError(f"{self.root} has no solutions/ folder; pass --root COURSE_ROOT "
+            raise UsageError(f"{self.root} has no solutions/ folder; pass --root COURSE_ROOT "
                               "(the folder holding solutions/, notebooks/, course/ and grader/)")
         return sorted(p.name for p in self.solutions.iterdir()
                       if p.is_dir() and any(p.glob("*.ipynb")))
 
     def notebook_names(self, assignment: str) -> list[str]:
         """Notebook names (no .ipynb) of an assignment, from its source folder."""
-        names = sorted(p.stem for p in (self.solutions / assignment).glob("*.ipynb"))
-        if not names:
-            raise GraderError(f"no notebooks in {self.solutions / assignment}; known assignments: "
-                              f"{', '.join(self.assignments()) or 'none'}")
-        return names
+        self.check_assignment(assignment)
+        return sorted(p.stem for p in (self.solutions / assignment).glob("*.ipynb"))
+
+    def check_assignment(self, *assignments: str) -> None:
+        """A UsageError listing the known assignments unless solutions/ has every one given."""
+        known = self.assignments() if assignments else []
+        for assignment in assignments:
+            if assignment not in known:
+                raise UsageError(f"no assignment {assignment!r} in {self.solutions} (known: "
+                                 f"{', '.join(known) or 'none'}); check the name, or pass --root COURSE_ROOT")
 
     def catalog(self) -> Catalog:
         """Catalog entries from this root's grader/checks/*.toml."""
         return load_catalog([self.checks_dir])
+
+
+#: In a submission folder beside the notebooks: the LMS marked it late without saying when
+#: (collect writes it; autograde charges it as one day late, see grader.autograde.pipeline.make_job).
+LMS_LATE = "lms_late.txt"
 
 
 class DailyPenalty(LateSubmissionPlugin):
@@ -157,10 +182,10 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
         try:
             fraction = float(late_penalty)
         except ValueError:
-            raise GraderError(f"late penalty {late_penalty!r}: use none, zero or a fraction per "
-                              "day such as 0.1") from None
+            raise UsageError(f"late penalty {late_penalty!r}: use none, zero or a fraction per "
+                             "day such as 0.1") from None
         if not 0 < fraction <= 1:
-            raise GraderError(f"late penalty {fraction} per day must lie in (0, 1]")
+            raise UsageError(f"late penalty {fraction} per day must lie in (0, 1]; e.g. --late-penalty 0.1")
         c.AssignLatePenalties.plugin_class = DailyPenalty
         c.DailyPenalty.fraction = fraction
     return c

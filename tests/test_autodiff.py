@@ -245,3 +245,80 @@ def test_power_with_constant_nonpositive_base_gives_nan_gradient():
     with np.errstate(invalid="ignore"):  # the forward (-2)**0.5 is nan too
         ((-2.0) ** x).sum().backward()
     assert np.isnan(x.grad.numpy()).all()
+
+
+# -- the backward pass on plain arrays -----------------------------------------------------------
+
+def _spy_on_exp(monkeypatch) -> list[type]:
+    """Record the type of the output gradient exp's VJP receives."""
+    seen: list[type] = []
+    (rule,) = ops.exp.vjps
+
+    def spy(g, out, a):
+        seen.append(type(g))
+        return rule(g, out, a)
+
+    monkeypatch.setattr(ops.exp, "vjps", (spy,))
+    return seen
+
+
+def test_library_vjps_run_on_plain_arrays_unless_the_graph_is_recorded(backend, monkeypatch):
+    seen = _spy_on_exp(monkeypatch)
+    x = leaf([0.5, -1.0])
+    (x.exp() * 3.0).sum().backward()
+    assert seen == [type(x.data)] and not isinstance(x.grad.data, Tensor)
+    (g,) = grad((x.exp() * 3.0).sum(), x, create_graph=True)
+    assert seen[-1] is Tensor and g.requires_grad  # the backward pass itself was recorded
+    np.testing.assert_allclose(g.numpy(), 3.0 * np.exp([0.5, -1.0]))
+    np.testing.assert_allclose(x.grad.numpy(), g.numpy())
+
+
+def test_a_rule_registered_without_on_arrays_gets_tensors_and_no_graph():
+    """A user's VJP may call Tensor methods; without create_graph they record nothing."""
+    seen = []
+
+    @course.autodiff.primitive
+    def cube(a):
+        return a * a * a
+
+    def cube_vjp(g, out, a):
+        seen.append((type(g), type(a), course.autodiff.is_grad_enabled()))
+        return g * 3.0 * a * a
+
+    course.autodiff.defvjp(cube, cube_vjp)
+    x = leaf([2.0, -1.0])
+    (cube(x) * 2.0).sum().backward()
+    assert seen == [(Tensor, Tensor, False)]
+    np.testing.assert_allclose(x.grad.numpy(), [24.0, 6.0])
+    (g,) = grad(cube(x).sum(), x, create_graph=True)
+    (h,) = grad(g.sum(), x)  # double backward through the user's rule
+    np.testing.assert_allclose(h.numpy(), [12.0, -6.0])
+
+
+def test_a_primitive_given_plain_arrays_is_its_forward():
+    a = np.array([1.0, 4.0])
+    out = ops.sqrt(a)
+    assert type(out) is np.ndarray
+    np.testing.assert_array_equal(out, [1.0, 2.0])
+
+
+def test_a_replayed_graph_reuses_its_order_and_the_root_does_not_keep_itself_alive(monkeypatch):
+    import gc
+    import weakref
+
+    calls = []
+    original = course.autodiff._reverse_topological
+    monkeypatch.setattr(course.autodiff, "_reverse_topological", lambda roots: calls.append(1) or original(roots))
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    y.backward()  # the same graph again: accumulates, without sorting it again
+    assert calls == [1]
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+    alive = weakref.ref(y)
+    gc.disable()
+    try:
+        del y  # the cached order lists the nodes below the root only: no cycle through the root
+        assert alive() is None
+    finally:
+        gc.enable()

@@ -52,6 +52,12 @@ def test_unknown_backend_lists_the_choices():
         course.use("jax")
 
 
+def test_a_backend_that_is_not_a_name_is_refused_and_the_backend_kept():
+    with pytest.raises(TypeError, match="as a string, got Tensor.*course.use\\('numpy'\\)"):
+        course.use(Tensor(np.ones(3)))
+    assert B.name == "numpy"
+
+
 def test_using_the_library_on_cpu_backends_never_imports_cupy():
     code = (
         "import sys, numpy as np, course\n"

@@ -12,6 +12,8 @@ from course import backend as B
 from course import functional as F
 from course.gradcheck import gradcheck, gradgradcheck
 
+from _spies import gradient_types
+
 EPS = 1e-5
 
 
@@ -125,6 +127,27 @@ def test_momentum_none_is_the_plain_average_of_batches():
     np.testing.assert_allclose(bn.running_var, 8 / 7 * np.mean([x.var(0) for x in batches], 0), rtol=1e-13)
 
 
+def test_momentum_none_reads_the_batch_count_back_only_after_the_buffer_is_replaced(monkeypatch):
+    """On a GPU a read of num_batches_tracked waits for the device: it happens once after a load, never per step."""
+    batches = [_data(8, seed=s)[0] for s in range(4)]
+    bn = nn.BatchNorm1d(5, momentum=None, dtype=np.float64)
+    reads = []
+    to_numpy = B.to_numpy
+    monkeypatch.setattr(B, "to_numpy", lambda x: reads.append(x.shape) or to_numpy(x))
+    for x in batches[:3]:
+        bn(Tensor(x))
+    assert reads == []
+    state = bn.state_dict()
+    resumed = nn.BatchNorm1d(5, momentum=None, dtype=np.float64).load_state_dict(state)
+    reads.clear()
+    resumed(Tensor(batches[3]))  # the 4th batch: weight 1/4, from the loaded count of 3
+    resumed(Tensor(batches[3]))
+    assert reads == [()]  # the count, read once
+    assert int(resumed.num_batches_tracked) == 5
+    means = [x.mean(0) for x in batches + [batches[3]]]
+    np.testing.assert_allclose(resumed.running_mean, np.mean(means, 0), rtol=1e-13)
+
+
 def test_eval_uses_running_statistics(backend):
     bn = nn.BatchNorm1d(5, dtype=np.float64)
     bn.weight.data = B.asarray(np.linspace(0.5, 2, 5))
@@ -224,3 +247,18 @@ def test_fusing_a_trained_mlp_is_exact_to_rounding():
     want = mlp.eval()(x).numpy()
     got = fused(x).numpy()
     assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want))
+
+
+def test_the_fused_node_runs_its_backward_on_plain_arrays_once_for_all_arguments(backend, monkeypatch):
+    seen = gradient_types(monkeypatch, F._batch_norm)
+    calls = []
+    x, gamma, beta, dy = _data()
+    bn = nn.BatchNorm1d(5, dtype=np.float64, backward_fn=lambda *a: calls.append(1) or F.batchnorm_backward(*a))
+    xt = course.tensor(x, requires_grad=True)
+    bn(xt).backward(B.asarray(dy))
+    assert seen == [type(xt.data)] * 3 and calls == [1]  # x, γ, β: arrays, one closed-form call
+    dx, dgamma, dbeta = _host(*F.batchnorm_backward(B.asarray(dy), xt.data, bn.weight.data, B.asarray(x.mean(0)),
+                                                    B.asarray(x.var(0))))
+    np.testing.assert_allclose(xt.grad.numpy(), dx, rtol=1e-12)
+    np.testing.assert_allclose(bn.weight.grad.numpy(), dgamma, rtol=1e-12)
+    np.testing.assert_allclose(bn.bias.grad.numpy(), dbeta, rtol=1e-12)

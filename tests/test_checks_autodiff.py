@@ -6,6 +6,7 @@ The notebook's given code (Node, Op, the seven operations) and its solution cell
 solutions/01_autodiff/autodiff.ipynb and run in a fresh namespace per test, as in a kernel."""
 from __future__ import annotations
 
+import linecache
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -625,3 +626,61 @@ def test_jacobian_passes_wrong(value: Any, match: str) -> None:
 def test_messages_do_not_reveal_expected_values() -> None:
     msg = fails(C.check_answer_fd_evals, 12345, match="not correct")
     assert "159020" not in msg
+
+
+def test_backward_that_visits_a_node_before_all_its_users_fails() -> None:
+    """Breadth-first from the root sends e = exp(x) on before the long chain to it has arrived:
+    only the diamond-plus-chain graph, with paths of 4 and 8 nodes to e, catches it."""
+    nb = notebook("""
+        def backward(root):
+            seen, queue = {id(root)}, [root]
+            for node in queue:                    # breadth-first: not a topological order
+                node.grad = None
+                for p in node.parents:
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        queue.append(p)
+            root.grad = np.ones_like(root.value)
+            for node in queue:
+                if node.fn is None or node.grad is None:
+                    continue
+                vals = [getattr(a, "value", a) for a in node.args]
+                for arg, g in zip(node.args, node.fn.vjp(node.grad, *vals)):
+                    if isinstance(arg, Node):
+                        arg.grad = g if arg.grad is None else arg.grad + g
+    """)
+    fails(C.check_backward, nb["backward"], nb["Node"], match="t5 = 0.9")
+
+
+def test_a_failure_of_what_the_check_handed_over_keeps_the_students_line() -> None:
+    """f refuses an array of the wrong shape; the message says which line of the student's
+    numerical_gradient called it, as for any other error raised from their code."""
+    src = textwrap.dedent("""
+        def numerical_gradient(f, x, eps=1e-6):
+            x = np.array(x, dtype=np.float64)
+            grad = np.zeros_like(x)
+            for i in np.ndindex(x.shape):
+                e = np.zeros_like(x)
+                e[i] = eps
+                grad[i] = (f((x + e).ravel()) - f((x - e).ravel())) / (2 * eps)
+            return grad
+    """)
+    name = "<ipython-input-7-student>"                     # IPython keeps a cell's source here
+    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+    nb = notebook()
+    exec(compile(src, name, "exec"), nb)
+    message = fails(C.check_numerical_gradient, nb["numerical_gradient"], match="shaped like x")
+    assert "(line 8: `grad[i] = (f((x + e).ravel())" in message, message
+
+
+def test_a_none_gradient_is_reported_as_none() -> None:
+    nb = notebook("""
+        def vjp_exp(g, a):
+            (g * np.exp(a),)
+    """)
+    fails(C.check_vjp_exp, nb["vjp_exp"], match="returned a value of type NoneType")
+    nb = notebook("""
+        def vjp_exp(g, a):
+            return (None,)
+    """)
+    fails(C.check_vjp_exp, nb["vjp_exp"], match=r"returned None \(a missing `return`")

@@ -383,3 +383,13 @@ def test_slip_std_accepts_three_digits():
                                            ((0.9 + 0.35) * 8 / 7, "whole running")])
 def test_running_var_mistakes(value, needle):
     fails(checks.check_running_var, value, needle)
+
+
+def test_running_stats_momentum_zero_is_not_the_default():
+    """An explicit momentum=0.0 keeps the running statistics; `momentum or 0.1` does not."""
+    def update_running_stats(running_mean, running_var, mean, var, n, momentum=0.1):
+        momentum = momentum or 0.1
+        return ((1 - momentum) * running_mean + momentum * mean,
+                (1 - momentum) * running_var + momentum * var * n / (n - 1))
+    message = fails(checks.check_update_running_stats, update_running_stats, "momentum=0.0")
+    assert "momentum=0.1" not in message.split(" at step")[0]

@@ -47,6 +47,8 @@ def xavier_var(shape, gain=1.0):
 
 
 def he_var(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"unknown mode {mode!r}")
     fi, fo = fans(shape)
     return gain(nonlinearity, a) ** 2 / (fi if mode == "fan_in" else fo)
 
@@ -313,6 +315,8 @@ def _he(draw_std, *, uniform=False, bound_factor=math.sqrt(3), low_zero=False):
 
 
 def _fan(shape, mode, swap=False):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"unknown mode {mode!r}")
     fi, fo = fans(shape)
     if swap:
         fi, fo = fo, fi
@@ -472,3 +476,89 @@ def test_solution_notebook_functions_pass_the_checks():
     for name in ("fans", "calculate_gain", "xavier_normal", "xavier_uniform", "kaiming_normal",
                  "kaiming_uniform"):
         getattr(chk, f"check_{name}")(namespace[name])
+
+
+# -- one exercise at a time, conv weights, integer seeds, unknown modes -----------------------------
+
+def _in_notebook(source):
+    """The functions of ``source`` defined in one namespace, as in a notebook."""
+    ns = {"np": np, "math": math}
+    exec(source, ns)
+    return ns
+
+
+NOTEBOOK_INITIALIZERS = """
+def fans(shape):
+    return shape[0], shape[1]                    # wrong: swapped, no receptive field
+
+def calculate_gain(nonlinearity, param=None):
+    return 1.0                                   # wrong: no gain
+
+def he_std(shape, a, mode, nonlinearity):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(mode)
+    fan_in, fan_out = fans(shape)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+
+def xavier_normal(shape, rng=None, *, gain=1.0, dtype=np.float32):
+    fan_in, fan_out = fans(shape)
+    return np.random.default_rng(rng).normal(0, gain * math.sqrt(2 / (fan_in + fan_out)), shape).astype(dtype)
+
+def xavier_uniform(shape, rng=None, *, gain=1.0, dtype=np.float32):
+    fan_in, fan_out = fans(shape)
+    b = gain * math.sqrt(6 / (fan_in + fan_out))
+    return np.random.default_rng(rng).uniform(-b, b, shape).astype(dtype)
+
+def kaiming_normal(shape, rng=None, *, a=0.0, mode="fan_in", nonlinearity="leaky_relu", dtype=np.float32):
+    return np.random.default_rng(rng).normal(0, he_std(shape, a, mode, nonlinearity), shape).astype(dtype)
+
+def kaiming_uniform(shape, rng=None, *, a=0.0, mode="fan_in", nonlinearity="leaky_relu", dtype=np.float32):
+    b = math.sqrt(3) * he_std(shape, a, mode, nonlinearity)
+    return np.random.default_rng(rng).uniform(-b, b, shape).astype(dtype)
+"""
+
+
+@pytest.mark.parametrize("name", ["xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"])
+def test_initializers_are_judged_with_the_reference_fans_and_gain(name):
+    """Wrong fans and calculate_gain in the notebook cost their own exercises only."""
+    ns = _in_notebook(NOTEBOOK_INITIALIZERS)
+    fails(chk.check_fans, ns["fans"])
+    fails(chk.check_calculate_gain, ns["calculate_gain"])
+    getattr(chk, f"check_{name}")(ns[name])
+    assert ns["fans"]((3, 5)) == (3, 5), "the notebook's own fans is put back"
+
+
+def test_conv_weights_without_receptive_field_fail():
+    def var_no_field(shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+        if mode not in ("fan_in", "fan_out"):
+            raise ValueError(mode)
+        return gain(nonlinearity, a) ** 2 / (shape[1] if mode == "fan_in" else shape[0])
+    fails(chk.check_kaiming_normal, normal_init(var_no_field), "(140, 60, 5, 5)", "receptive field")
+    fails(chk.check_xavier_uniform,
+          uniform_init(lambda shape, gain=1.0: gain ** 2 * 2 / (shape[0] + shape[1])), "receptive field")
+
+
+def test_integer_seed_must_be_honoured():
+    def f(shape, rng=None, *, dtype=np.float32, **options):
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng()  # ints ignored
+        return gen.normal(0, math.sqrt(xavier_var(shape, **options)), shape).astype(dtype)
+    fails(chk.check_xavier_normal, f, "the same integer seed")
+
+
+def test_unknown_mode_must_raise_value_error():
+    def f(shape, rng=None, *, a=0.0, mode="fan_in", nonlinearity="leaky_relu", dtype=np.float32):
+        fi, fo = fans(shape)
+        std = gain(nonlinearity, a) / math.sqrt(fo if mode == "fan_out" else fi)   # any other mode: fan_in
+        return np.random.default_rng(rng).normal(0, std, shape).astype(dtype)
+    fails(chk.check_kaiming_normal, f, "mode='fan_avg'", "raise ValueError")
+    def g(shape, rng=None, *, a=0.0, mode="fan_in", nonlinearity="leaky_relu", dtype=np.float32):
+        if mode not in ("fan_in", "fan_out"):
+            raise KeyError(mode)
+        return normal_init(he_var)(shape, rng, a=a, mode=mode, nonlinearity=nonlinearity, dtype=dtype)
+    fails(chk.check_kaiming_normal, g, "raised KeyError", "line ")
+
+
+def test_a_uniform_bound_too_small_is_named_not_called_one_sided():
+    message = fails(chk.check_xavier_uniform,
+                    uniform_init(lambda shape, gain=1.0: xavier_var(shape, gain) / 2), "sqrt(3/(fan_in + fan_out))")
+    assert "[0, a]" not in message

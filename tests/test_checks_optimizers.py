@@ -14,6 +14,7 @@ import pytest
 
 from course import optim, schedules
 from _checks import fails, solution_namespace
+from grader.checks import CheckFailed
 from grader.checks import optimizers as checks
 
 SOL = solution_namespace("02_optimizers", "optimizers")
@@ -171,13 +172,21 @@ def test_sgd_mistakes_fail(bug, needles):
 
 
 @pytest.mark.parametrize("bug, needles", [
-    ("no look-ahead", ["without the look-ahead"]),
-    ("direction stored", ["direction g + μ·b is stored"]),
+    ("no look-ahead", ["plain momentum"]),
+    ("direction stored", ["updated the same way"]),
     ("no mu", ["not scaled by the momentum"]),
 ])
 def test_nesterov_mistakes_fail(bug, needles):
     checks.check_sgd_step(sgd_student(bug))  # the plain part is right...
     fails(checks.check_sgd_nesterov, sgd_student(bug), *needles)  # ...Nesterov is not
+
+
+@pytest.mark.parametrize("bug", ["damped first", "no dampening", "lr twice", "wd doubled", "wd after", "wd ignored"])
+def test_nesterov_is_not_charged_for_the_plain_rule(bug):
+    """One mistake is charged once: the Nesterov step is judged against the student's own
+    buffer and gradient, so a wrong buffer rule or weight decay fails sgd_step only."""
+    fails(checks.check_sgd_step, sgd_student(bug))
+    checks.check_sgd_nesterov(sgd_student(bug))
 
 
 def test_hidden_global_counter_fails():
@@ -526,3 +535,21 @@ G = np.array([0.003, -40.0, 1e-9])
 ])
 def test_adam_first_step_rejects(answer, needle):
     fails(checks.check_adam_first_step, answer, needle)
+
+
+def _adam_without_bias_correction(param, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                  weight_decay=0.0, amsgrad=False):
+    m, v = (1 - betas[0]) * grad, (1 - betas[1]) * grad * grad
+    return param - lr * m / (np.sqrt(v) + eps), {"step": 1, "exp_avg": m, "exp_avg_sq": v}
+
+
+def test_adam_first_step_is_not_charged_for_adam_step():
+    """An answer computed with the student's own (wrong) adam_step is accepted with it; the same
+    number without that adam_step, or a number neither gives, is not."""
+    own = -0.01 * 0.1 * G / (np.sqrt(0.001 * G * G) + 1e-8)
+    checks.check_adam_first_step(own, _adam_without_bias_correction)
+    fails(checks.check_adam_first_step, own, "no bias correction")
+    with pytest.raises(CheckFailed, match="the sign"):
+        checks.check_adam_first_step([0.01, -0.01, 0.01 / 11], _adam_without_bias_correction)
+    checks.check_adam_first_step([-0.01, 0.01, -0.01 / 11], SOL["adam_step"])
+    checks.check_adam_first_step([-0.01, 0.01, -0.01 / 11], lambda *a, **k: 1 / 0)  # a broken adam_step

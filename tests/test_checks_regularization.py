@@ -321,3 +321,15 @@ def test_a_copy_of_the_library_l2_penalty_earns_full_marks():
 
     fn = F.l2_penalty
     checks.check_l2_penalty(types.FunctionType(fn.__code__, fn.__globals__, "l2_penalty"))
+
+
+def test_dropout_with_p_zero_given_explicitly_must_keep_x():
+    """p = 0 is exercised explicitly: an answer that treats it as 'no u, drop nothing, but rescale
+    anyway' (or any special case that changes x) fails there."""
+    def dropout(x, p, u=None, *, training=True, mode="inverted"):
+        if not training:
+            return x if mode == "inverted" else x * (1 - p)
+        if p == 0:
+            return x * 0.5                          # a broken special case
+        return x * (u >= p).astype(x.dtype) / ((1 - p) if mode == "inverted" else 1)
+    fails(checks.check_dropout, dropout, "p=0.0")

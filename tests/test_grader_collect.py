@@ -9,10 +9,13 @@ assignment is tests/fixtures/attacks (part1: scale, Stack, answer, why; part2: t
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
+import json
 import os
 import shutil
 import stat
+import struct
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -22,8 +25,8 @@ import pytest
 
 from fixtures.attacks import kit
 from grader.cli import main
-from grader.autograde.collect import collect, name_key, student_id
-from grader.config import Course
+from grader.autograde.collect import ZipLimits, collect, name_key, student_id
+from grader.config import Course, UsageError
 
 ASG = kit.ASG
 ZERO = {"part1": {"scale": 0.0, "stack": 0.0, "answer": 0.0, "why": 0.0}, "part2": {"total": 0.0}}  # blank
@@ -63,12 +66,17 @@ def _tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def _collect(course: Course, source: Path, *args: str) -> tuple[int, str]:
-    """``python -m grader collect`` into the course's work area: exit status and what it printed."""
+def _cli(course: Course, *args: str) -> tuple[int, str]:
+    """``python -m grader ARGS`` on the course's work area: exit status and what it printed."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        rc = main(["--root", str(course.root), "--work", str(course.work), "collect", str(source), *args])
+        rc = main(["--root", str(course.root), "--work", str(course.work), *args])
     return rc, out.getvalue()
+
+
+def _collect(course: Course, source: Path, *args: str) -> tuple[int, str]:
+    """``python -m grader collect`` into the course's work area: exit status and what it printed."""
+    return _cli(course, "collect", str(source), *args)
 
 
 def _flag_lines(output: str, student: str) -> list[str]:
@@ -195,6 +203,218 @@ def test_exit_status_says_clean_needs_attention_or_bad_input(tmp_path):
     rc, out = _collect(course, clean, "--roster", str(bad_roster))
     assert rc == 2 and "student_id 'ann' already on line 2" in out
     assert _collect(course, clean, "--assignment", "99_nope")[0] == 2
+
+
+# ---------------------------------------------------------------- LMS wrappers, size limits, corrupt members
+
+#: Files as Canvas (with its LATE marker) and Moodle (flat and folder forms) name them.
+LMS_FILES = {
+    "adalovelace_101_9001_part1.ipynb": b"ada part1",
+    "adalovelace_101_9002_part2.ipynb": b"ada part2",
+    "bobbyb_LATE_102_9003_part1.ipynb": b"bob part1, late",
+    "Cy Young_103_assignsubmission_file_part2.ipynb": b"cy part2",
+    "Dee Dee_104_assignsubmission_file_/part1.ipynb": b"dee part1",
+}
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
+def test_one_wrapper_folder_of_flat_lms_files_is_stepped_into(tmp_path, as_zip):
+    course = _mini(tmp_path)
+    files = {f"submissions/{name}": data for name, data in LMS_FILES.items()}
+    src = _zip(tmp_path / "lms.zip", files) if as_zip else _tree(tmp_path / "export", files)
+    report = collect(course, src)
+    part1, part2 = f"{ASG}/part1.ipynb", f"{ASG}/part2.ipynb"
+    late = f"{ASG}/lms_late.txt"  # Canvas's LATE, kept for autograde
+    assert _submitted(course) == {"101": [part1, part2], "102": [late, part1], "103": [part2], "104": [part1]}
+    assert [s.late for s in report.collected] == [False, False, True, False, False]
+    assert (course.submitted / "102" / ASG / "part1.ipynb").read_bytes() == b"bob part1, late"
+    assert (course.submitted / "104" / ASG / "part1.ipynb").read_bytes() == b"dee part1"
+    assert report.flagged == [] and report.unmatched == []
+
+
+@pytest.mark.parametrize("files", [
+    {"ann/part1.ipynb": b"a1", "ann/part2.ipynb": b"a2"},                       # <student>/<notebook>
+    {"ann/part1.ipynb": b"a1", "ann/adalovelace_101_9001_part2.ipynb": b"a2"},  # not all LMS-named
+    {f"ann/{ASG}/part1.ipynb": b"a1"},                                          # <student>/<assignment>/
+], ids=["plain", "mixed", "assignment"])
+def test_one_student_folder_is_not_taken_for_a_wrapper(tmp_path, files):
+    course = _mini(tmp_path)
+    collect(course, _zip(tmp_path / "one.zip", files), assignment=ASG)
+    assert list(_submitted(course)) == ["ann"]
+
+
+def _bomb(path: Path, size: int) -> Path:
+    """ann's notebook and bob's ``size`` bytes of zeros (a few KB deflated)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"ann/{ASG}/part1.ipynb", b"ann")
+        zf.writestr(f"bob/{ASG}/part1.ipynb", bytes(size))
+    return path
+
+
+def test_a_zip_that_unpacks_past_the_limit_is_refused_and_nothing_collected(tmp_path):
+    course = _mini(tmp_path)
+    bomb = _bomb(tmp_path / "bomb.zip", 3 << 20)
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(UsageError, match=r"^bomb.zip: its notebooks unpack to more than 2 MB \(at least 3 MB\)"):
+        collect(course, bomb, limits=ZipLimits(max_bytes=2 << 20))
+    assert not course.submitted.exists()
+    rc, out = _collect(course, bomb, "--max-unzipped-mb", "2")
+    assert rc == 2 and out.count("\n") == 1 and "raise the limit with --max-unzipped-mb 4" in out
+    assert not course.submitted.exists()
+    assert _collect(course, bomb, "--max-unzipped-mb", "4")[0] == 0
+    assert sorted(_submitted(course)) == ["ann", "bob"]
+
+
+def test_a_header_that_understates_the_size_never_unpacks_more(tmp_path):
+    """bob's entry says 16 bytes and inflates to 3 MB: at most 16 bytes are unpacked, the entry
+    fails its checksum and is flagged; ann is collected."""
+    course = _mini(tmp_path)
+    data = bytearray(_bomb(tmp_path / "liar.zip", 3 << 20).read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers
+        at = data.rfind(signature)  # bob's: the second entry
+        data[at + offset:at + offset + 4] = struct.pack("<I", 16)
+    (tmp_path / "liar.zip").write_bytes(bytes(data))
+    report = collect(course, tmp_path / "liar.zip", limits=ZipLimits(max_bytes=1 << 20))
+    assert list(_submitted(course)) == ["ann"]
+    (flag,) = report.flags_of("bob")
+    assert flag.reason.startswith("cannot be read from the zip") and "CRC" in flag.reason
+
+
+def test_a_zip_with_too_many_entries_is_refused(tmp_path):
+    course = _mini(tmp_path)
+    many = _zip(tmp_path / "many.zip", {f"s{i}/{ASG}/part1.ipynb": b"x" for i in range(30)})
+    with pytest.raises(UsageError, match=r"many.zip has 30 entries, more than the 20 .* --max-members 30"):
+        collect(course, many, limits=ZipLimits(max_members=20))
+    assert not course.submitted.exists()
+
+
+def test_a_corrupt_member_costs_only_its_student(tmp_path):
+    """One entry with a flipped byte (its checksum fails), one whose deflate stream is broken:
+    both students are flagged, every other member is collected, the exit status says so."""
+    course = _mini(tmp_path)
+    files = {f"{who}/{ASG}/part1.ipynb": f"{who}'s notebook ".encode() * 40 for who in ("ann", "bob", "cy", "dan")}
+    src = tmp_path / "lms.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, payload in files.items():
+            zf.writestr(name, payload, compress_type=zipfile.ZIP_STORED if name.startswith("bob") else None)
+    data = bytearray(src.read_bytes())
+    data[data.find(b"bob's notebook") + 3] ^= 0xFF              # stored: the CRC no longer matches
+    cy = data.find(b"cy/" + ASG.encode() + b"/part1.ipynb") + len(f"cy/{ASG}/part1.ipynb")
+    data[cy + 2:cy + 8] = b"\xff" * 6                             # deflated: the stream is broken
+    src.write_bytes(bytes(data))
+    rc, out = _collect(course, src)
+    assert rc == 1
+    assert sorted(_submitted(course)) == ["ann", "dan"]
+    assert (course.submitted / "dan" / ASG / "part1.ipynb").read_bytes() == files[f"dan/{ASG}/part1.ipynb"]
+    for who in ("bob", "cy"):
+        (line,) = _flag_lines(out, who)
+        assert line.startswith(f"FLAGGED {who}: {who}/{ASG}/part1.ipynb: cannot be read from the zip"), line
+
+
+# ---------------------------------------------------------------- collecting again: never older over newer
+
+def _source(tmp_path: Path, name: str, files: dict[str, bytes], as_zip: bool) -> Path:
+    return _zip(tmp_path / f"{name}.zip", files) if as_zip else _tree(tmp_path / name, files)
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
+def test_timed_collections_keep_the_newer_file_and_say_why(tmp_path, as_zip):
+    course = _mini(tmp_path)
+    dest = course.submitted / "ann" / ASG
+    tuesday = _source(tmp_path, "tue", {f"ann/{ASG}/part1.ipynb": b"tuesday", f"bo/{ASG}/part1.ipynb": b"bo",
+                                        f"ann/{ASG}/timestamp.txt": b"2026-11-02 10:00:00"}, as_zip)
+    assert _collect(course, tuesday)[0] == 0
+    rc, out = _collect(course, tuesday)                      # the same export again: nothing changes
+    assert rc == 0 and "note:" not in out and (dest / "part1.ipynb").read_bytes() == b"tuesday"
+    monday = _source(tmp_path, "mon", {f"ann/{ASG}/part1.ipynb": b"monday", f"bo/{ASG}/part1.ipynb": b"bo",
+                                       f"cy/{ASG}/part1.ipynb": b"cy", f"ann/{ASG}/timestamp.txt": b"2026-11-01 10:00:00"},
+                     as_zip)
+    rc, out = _collect(course, monday)
+    assert rc == 0 and (dest / "part1.ipynb").read_bytes() == b"tuesday"
+    assert (dest / "timestamp.txt").read_text() == "2026-11-02 10:00:00\n"
+    assert (f"note: ann/{ASG}/part1.ipynb: not collected: {dest / 'part1.ipynb'}, collected before, is newer "
+            "(2026-11-02 10:00:00 after 2026-11-01 10:00:00); kept it") in out
+    assert (course.submitted / "cy" / ASG / "part1.ipynb").read_bytes() == b"cy"    # classmates as usual
+    assert "bo/" not in out and (course.submitted / "bo" / ASG / "part1.ipynb").read_bytes() == b"bo"
+    wednesday = _source(tmp_path, "wed", {f"ann/{ASG}/part1.ipynb": b"wednesday",
+                                          f"ann/{ASG}/timestamp.txt": b"2026-11-03 10:00:00"}, as_zip)
+    rc, out = _collect(course, wednesday)
+    assert rc == 0 and (dest / "part1.ipynb").read_bytes() == b"wednesday"
+    assert (dest / "timestamp.txt").read_text() == "2026-11-03 10:00:00\n"
+    assert (f"replaced {dest / 'part1.ipynb'}, collected before: the export's is newer "
+            "(2026-11-03 10:00:00 after 2026-11-02 10:00:00)") in out
+
+
+def test_attempt_exports_collected_again_keep_the_later_attempt(tmp_path):
+    course = _mini(tmp_path)
+    dest = course.submitted / "ann_lee" / ASG
+    assert _collect(course, _zip(tmp_path / "later.zip", {
+        "ann_lee_attempt_2026-11-02-10-00-00_part1.ipynb": b"second attempt"}))[0] == 0
+    rc, out = _collect(course, _zip(tmp_path / "earlier.zip", {
+        "ann_lee_attempt_2026-11-01-10-00-00_part1.ipynb": b"first attempt",
+        "bo_attempt_2026-11-01-10-00-00_part1.ipynb": b"bo"}))
+    assert rc == 0 and (dest / "part1.ipynb").read_bytes() == b"second attempt"
+    assert (dest / "timestamp.txt").read_text() == "2026-11-02 10:00:00\n"
+    assert "is newer (2026-11-02 10:00:00 after 2026-11-01 10:00:00); kept it" in out
+    assert (course.submitted / "bo" / ASG / "part1.ipynb").read_bytes() == b"bo"
+
+
+@pytest.mark.parametrize("as_zip", [True, False], ids=["zip", "folder"])
+def test_an_untimed_export_replaces_nothing_unless_told_it_is_newer(tmp_path, as_zip):
+    course = _mini(tmp_path)
+    dest = course.submitted / "101" / ASG / "part1.ipynb"
+    first = {"adalovelace_101_9001_part1.ipynb": b"ada, first download", "bobbyb_102_9002_part1.ipynb": b"bob"}
+    assert _collect(course, _source(tmp_path, "first", first, as_zip))[0] == 0
+    again = _source(tmp_path, "again", {"adalovelace_101_9001_part1.ipynb": b"ada, second download",
+                                        "bobbyb_102_9002_part1.ipynb": b"bob", "cyc_103_9003_part1.ipynb": b"cy"},
+                    as_zip)
+    rc, out = _collect(course, again)
+    assert rc == 1 and dest.read_bytes() == b"ada, first download"
+    aside = course.work / "set_aside" / "101" / ASG / "part1"
+    assert (aside / "not-collected-adalovelace_101_9001_part1.ipynb").read_bytes() == b"ada, second download"
+    (line,) = _flag_lines(out, "101")
+    assert (f"differs from {dest}, collected before, and which is newer is unknown (the file collected before "
+            "has no time); kept the earlier file") in line and "collect it again with --replace" in line
+    assert _flag_lines(out, "102") == [] and "bobbyb" not in out                # identical: nothing to say
+    assert (course.submitted / "103" / ASG / "part1.ipynb").read_bytes() == b"cy"
+    rc, out = _collect(course, again, "--replace")
+    assert rc == 0 and dest.read_bytes() == b"ada, second download"
+    assert (aside / "replaced-part1.ipynb").read_bytes() == b"ada, first download"
+    assert (f"note: adalovelace_101_9001_part1.ipynb: replaced {dest}, collected before (--replace); the replaced "
+            f"file is in {aside / 'replaced-part1.ipynb'}") in out
+
+
+def test_replacing_timed_work_with_an_untimed_late_export_keeps_only_what_the_lms_said(tmp_path):
+    course = _mini(tmp_path)
+    dest = course.submitted / "101" / ASG
+    _tree(dest, {"part1.ipynb": b"from the shared folder", "timestamp.txt": b"2026-11-01 10:00:00"})
+    late = _zip(tmp_path / "late.zip", {"adalovelace_LATE_101_9001_part1.ipynb": b"from Canvas"})
+    rc, out = _collect(course, late)
+    assert rc == 1 and "(the export does not time it)" in _flag_lines(out, "101")[0]
+    assert not (dest / "lms_late.txt").exists()                 # nothing of that export was collected
+    rc, out = _collect(course, late, "--replace")
+    assert rc == 0 and (dest / "part1.ipynb").read_bytes() == b"from Canvas"
+    assert not (dest / "timestamp.txt").exists() and "timestamp.txt: removed" in out
+    assert "the exact time is unknown" in (dest / "lms_late.txt").read_text()
+    assert f"note: 101/{ASG}: the LMS marked it late, time unknown" in out
+    rc, out = _collect(course, _zip(tmp_path / "on_time.zip", {"adalovelace_101_9001_part1.ipynb": b"regraded"}),
+                       "--replace")
+    assert rc == 0 and not (dest / "lms_late.txt").exists() and "lms_late.txt: removed" in out
+
+
+def test_an_lms_late_marker_is_charged_one_day_unless_a_timestamp_says_when(tmp_path):
+    course = _mini(tmp_path)
+    folder = _tree(tmp_path / "sub", {"part1.ipynb": b"{}", "lms_late.txt": b"late"})
+    due = datetime.datetime(2026, 11, 1, 22, 59)
+    job = kit.make_job(course, ASG, "ann", folder, b"", due=due, late_penalty="0.1")
+    assert job.lms_late and job.timestamp == "2026-11-01 22:59:01"   # one started day late: the least
+    assert job.late_note == "the LMS marked this late; its time is unknown, so it is charged as at most one day late"
+    undated = kit.make_job(course, ASG, "ann", folder, b"", late_penalty="0.1")
+    assert undated.lms_late and undated.timestamp is None and "autograde again with --due" in undated.late_note
+    assert undated.sha256 != kit.make_job(course, ASG, "ann", _tree(tmp_path / "b", {"part1.ipynb": b"{}"}), b"").sha256
+    (folder / "timestamp.txt").write_text("2026-11-01 08:00:00")
+    timed = kit.make_job(course, ASG, "ann", folder, b"", due=due, late_penalty="0.1")
+    assert not timed.lms_late and timed.timestamp == "2026-11-01 08:00:00" and timed.late_note == ""
 
 
 # ---------------------------------------------------------------- issue 13, graded end to end
@@ -422,3 +642,51 @@ def test_several_files_for_one_notebook_keep_the_named_one_and_set_the_copies_as
     shutil.copyfile(aside / "1-part1 (1).ipynb", course.submitted / "s1_ok" / ASG / "part1.ipynb")
     with kit.clean_jupyter(tmp_path):
         assert kit.scores(kit.grade_one(course, "s1_ok")) == {"part1": ZERO["part1"], "part2": {"total": 1.0}}
+
+
+# ---------------------------------------------------------------- issue 12: Canvas's LATE, graded end to end
+
+def _summary(course: Course) -> dict[str, dict]:
+    """Per student, what the last autograde recorded (work/summary/<asg>.json)."""
+    return json.loads((course.summaries / f"{ASG}.json").read_text(encoding="utf-8"))["submissions"]
+
+
+@pytest.fixture(scope="module")
+def canvas_late(tmp_path_factory):
+    """A Canvas zip (no times) where 102's files carry LATE; graded first without a due date
+    (102 only), then with --due and --late-penalty 0.1; feedback written."""
+    tmp = tmp_path_factory.mktemp("collect12late")
+    with kit.clean_jupyter(tmp):
+        course = kit.build_course(tmp / "course")
+        full = _full(course)
+        files = {"adalovelace_101_9001_part1.ipynb": full["part1"], "adalovelace_101_9002_part2.ipynb": full["part2"],
+                 "bobbyb_LATE_102_9003_part1.ipynb": full["part1"], "bobbyb_LATE_102_9004_part2.ipynb": full["part2"]}
+        runs = {"collect": _collect(course, _zip(tmp / "canvas.zip", files))}
+        grade = ("autograde", ASG, "--timeout", str(kit.TIMEOUT), "--workers", "2")
+        runs["undated"] = _cli(course, *grade, "--student", "102")
+        undated = _summary(course)["102"]
+        runs["dated"] = _cli(course, *grade, "--due", "2026-11-01T23:59:00+01:00", "--late-penalty", "0.1")
+        runs["feedback"] = _cli(course, "feedback", ASG)
+        yield course, runs, undated, _summary(course)
+
+
+@pytest.mark.slow
+def test_canvas_late_costs_the_late_student_one_day_and_the_on_time_one_nothing(canvas_late):
+    course, runs, undated, summary = canvas_late
+    assert [rc for rc, _ in runs.values()] == [0, 0, 0, 0], runs
+    assert f"note: 102/{ASG}: the LMS marked it late, time unknown" in runs["collect"][1]
+    assert "the assignment has no due date, so the marker cannot be applied" in runs["undated"][1]
+    assert "--due" in undated["late"] and all(nb["late_penalty"] is None for nb in undated["notebooks"].values())
+    assert "102: the LMS marked this late; its time is unknown, so it is charged as at most one day late" \
+        in runs["dated"][1]
+    for student, late in (("101", False), ("102", True)):
+        notebooks = summary[student]["notebooks"]
+        assert {name: nb["score"] for name, nb in notebooks.items()} == {"part1": 4.0, "part2": 1.0}
+        penalties = {name: nb["late_penalty"] for name, nb in notebooks.items()}
+        assert penalties == ({"part1": pytest.approx(0.4), "part2": pytest.approx(0.1)} if late else
+                             {"part1": None, "part2": None}), student
+        assert summary[student]["timestamp"] == ("2026-11-01 22:59:01" if late else None)
+        assert any(f.startswith("late: ") for f in summary[student]["flags"]) == late
+        page = (course.feedback / student / ASG / "part1.html").read_text(encoding="utf-8")
+        assert ("Late submission.</strong> The LMS marked this late; its time is unknown, so it is charged as "
+                "at most one day late." in page) == late

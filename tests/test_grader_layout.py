@@ -2,10 +2,10 @@
 counting imports inside functions too, and stages that import only downward."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+from _imports import circles, graph, imports
 
 GRADER = Path(__file__).resolve().parents[1] / "grader"
 
@@ -16,86 +16,12 @@ ALLOWED = {
     "kernel": {"checks"},                                # the checker imports the checks it runs
     "sandbox": {"config"},
     "release": {"catalog", "config", "nb", "labsetup"},
-    "autograde": {"catalog", "config", "nb", "sandbox", "kernel", "release"},
+    "autograde": {"catalog", "config", "defaults", "nb", "sandbox", "kernel", "release"},
     "results": {"catalog", "config", "nb", "autograde", "release"},
 }
 #: The floor under the stages: shared by all, importing no stage. The other top-level modules
 #: (cli, check, demo) drive several stages and may import any.
-BASE = {"errors", "catalog", "config", "nb", "labsetup", "nbgrader_config"}
-
-
-def module_name(path: Path, root: Path = GRADER) -> str:
-    rel = path.relative_to(root.parent).with_suffix("")
-    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-    return ".".join(parts)
-
-
-def imports(path: Path, root: Path = GRADER) -> set[str]:
-    """The grader modules ``path`` imports anywhere (module level or inside a function);
-    ``from grader.x import y`` counts as ``grader.x.y`` when that is a module, else ``grader.x``."""
-    known = {module_name(p, root) for p in root.rglob("*.py")}
-    here = module_name(path, root)
-    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
-        else:
-            continue
-        for name in names:
-            while name and name not in known:  # grader.a.b.attr -> grader.a.b
-                name = name.rpartition(".")[0]
-            if name.startswith("grader") and name != here:
-                found.add(name)
-    return found
-
-
-def graph(root: Path = GRADER) -> dict[str, set[str]]:
-    """Module -> the grader modules it imports. A package's ``__init__`` is left out of the
-    edges into it (importing ``grader.x.y`` runs ``grader.x`` first, but ours are docstrings
-    or lazy re-exports; grader/__init__ imports through importlib only)."""
-    return {module_name(p, root): imports(p, root) for p in sorted(root.rglob("*.py"))}
-
-
-def circles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan), or a module that
-    imports itself."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(edges.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1 or v in edges.get(v, ()):
-                found.append(sorted(component))
-
-    for v in sorted(edges):
-        if v not in index:
-            visit(v)
-    return found
+BASE = {"errors", "defaults", "catalog", "config", "nb", "labsetup", "nbgrader_config"}
 
 
 def test_the_finder_sees_circles_and_function_level_imports(tmp_path):
@@ -115,7 +41,7 @@ def test_the_finder_sees_circles_and_function_level_imports(tmp_path):
 
 
 def test_no_import_circle():
-    found = circles(graph())
+    found = circles(graph(GRADER))
     assert not found, "import circles in grader/ (break each by moving the shared piece down a floor): " + \
         "; ".join(" <-> ".join(c) for c in found)
 
@@ -128,7 +54,7 @@ def _stage(module: str) -> str:
 @pytest.mark.parametrize("stage", sorted(ALLOWED))
 def test_stages_import_only_downward(stage):
     wrong = []
-    for module, targets in graph().items():
+    for module, targets in graph(GRADER).items():
         if _stage(module) != stage:
             continue
         for target in sorted(targets):
@@ -140,7 +66,7 @@ def test_stages_import_only_downward(stage):
 
 
 def test_the_base_imports_no_stage():
-    wrong = [f"{module} imports {target}" for module, targets in graph().items()
+    wrong = [f"{module} imports {target}" for module, targets in graph(GRADER).items()
              if module.removeprefix("grader.") in BASE
              for target in sorted(targets) if target.removeprefix("grader.") not in BASE]
     assert not wrong, f"grader/{{{','.join(sorted(BASE))}}}.py may import only each other: " + "; ".join(wrong)
@@ -148,5 +74,5 @@ def test_the_base_imports_no_stage():
 
 def test_kernel_agent_imports_nothing_of_the_grader():
     """The agent's source is sent into the student's kernel: it must stand alone."""
-    assert imports(GRADER / "kernel" / "agent.py") == set()
-    assert imports(GRADER / "sandbox" / "jail.py") == set()  # run as a script with -I -S
+    assert imports(GRADER / "kernel" / "agent.py", GRADER) == set()
+    assert imports(GRADER / "sandbox" / "jail.py", GRADER) == set()  # run as a script with -I -S

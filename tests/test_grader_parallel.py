@@ -108,5 +108,5 @@ def test_a_dead_worker_fails_only_its_job_and_the_next_run_grades_it(serial, tmp
 ])
 def test_autograde_flags_explain_bad_values(serial, capsys, args, message):
     argv = ["--root", str(serial.root), "--work", str(serial.work), "autograde", ASG, *args]
-    assert main(argv) == 1
+    assert main(argv) == 2  # bad input
     assert message in capsys.readouterr().err

@@ -233,6 +233,6 @@ def test_student_edition(course, tmp_path):
 def test_cli_catalog_and_errors(course, capsys):
     assert main(["catalog", "--root", str(course.root)]) == 0
     assert "replaces course.fixture_ref.square" in capsys.readouterr().out
-    assert main(["--root", str(course.root), "autograde", ASG, "--student", "nobody"]) == 1
+    assert main(["--root", str(course.root), "autograde", ASG, "--student", "nobody"]) == 2  # bad input
     assert "no submission of 00_fixture for ['nobody']" in capsys.readouterr().err
 

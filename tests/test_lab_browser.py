@@ -4,7 +4,9 @@ set-up written into this environment) and driven by a real headless Chromium:
 1. a release notebook shows the Validate button and none of nbgrader's instructor UI (no
    Nbgrader menu, Formgrader, Create Assignment sidebar, Course/Assignment List) and no
    "official Jupyter news" prompt on a fresh launch;
-2. a solution notebook runs to the end with *Run All*, without a traceback, plots rendered;
+2. a solution notebook runs to the end with *Run All*, without a traceback, plots rendered,
+   and its explorer cell (``course.explore``) shows widgets whose figure changes when a slider
+   is moved;
 3. *Validate* on a half-done release notebook opens nbgrader's result dialog with fewer failed
    cells than the untouched notebook has;
 4. the server answers 404 on ``/formgrader`` and lists the disabled plugins in its page config;
@@ -460,7 +462,8 @@ def test_student_lab_in_chromium(student_lab, browser, failed_cells):
     dom = page.evaluate(
         """() => {
             const outs = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')];
-            const imgs = outs.flatMap(o => [...o.querySelectorAll('img')]);
+            const imgs = outs.flatMap(o => [...o.querySelectorAll('img')])
+                             .filter(i => !i.closest('.jupyter-widgets'));  // the explorer's figure: step 4
             return {traceback: outs.some(o => /Traceback|Error:/.test(o.innerText || '')),
                     images: imgs.length, decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length}; }""")
     assert not dom["traceback"], "an output shows a traceback"
@@ -468,9 +471,41 @@ def test_student_lab_in_chromium(student_lab, browser, failed_cells):
     assert dom["decoded"] == dom["images"], dom
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img").last.scroll_into_view_if_needed()
     _screenshot(page, "student-solution-run")
+
+    # 4. the explorer cell (course.explore) is live here: move its depth slider, the figure changes
+    _move_explorer_slider(page)
     assert not page.js_errors, page.js_errors
     page.close()
     print(f"\nbrowser checks: {time.monotonic() - t0:.1f} s; screenshots in {ARTIFACTS}")
+
+
+def _explorer_image(page) -> str:
+    """The src of the figure in the explorer widget (a data: URL of the PNG), once drawn."""
+    image = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jupyter-widgets .widget-output img").first
+    image.wait_for(state="visible", timeout=60_000)
+    return image.get_attribute("src")
+
+
+def _move_explorer_slider(page) -> None:
+    """Press → on the explorer's depth slider (it redraws on release, as after a mouse drag) and
+    wait for another figure; the readout must show the new depth."""
+    widget = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jupyter-widgets.widget-vbox").first
+    widget.scroll_into_view_if_needed()
+    before = _explorer_image(page)
+    slider = widget.locator(".widget-slider", has=page.get_by_text("depth", exact=True)).first
+    readout = slider.locator(".widget-readout")
+    start = int(readout.inner_text())
+    handle = slider.locator(".noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")
+    page.wait_for_function(
+        """(before) => { const i = document.querySelector(
+              '.jp-NotebookPanel:not(.lm-mod-hidden) .jupyter-widgets .widget-output img');
+            return i && i.complete && i.naturalWidth > 0 && i.getAttribute('src') !== before; }""",
+        arg=before, timeout=60_000, polling=250)
+    assert int(readout.inner_text()) == start + 1
+    widget.scroll_into_view_if_needed()
+    _screenshot(page, "student-explorer")
 
 
 def test_solution_notebook_runs_over_the_rest_api(student_lab, browser):

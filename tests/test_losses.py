@@ -3,6 +3,8 @@ extreme inputs, first and second derivatives against finite differences on both 
 clear errors for the usual mistakes."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,6 +14,8 @@ from course import backend as B
 from course import losses as L
 from course.autodiff import Tensor, grad
 from course.gradcheck import gradcheck, gradgradcheck
+
+from _spies import gradient_types
 
 TOL = 1e-7
 REDUCTIONS = ["mean", "sum", "none"]
@@ -129,6 +133,30 @@ def test_cross_entropy_mean_gradient_is_softmax_minus_onehot_over_n(backend):
     L.cross_entropy(x, labels(y)).backward()
     softmax = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(x.grad.numpy(), (softmax - np.eye(3)[y]) / 4, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "cross_entropy_fused", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits"])
+def test_the_fused_losses_backward_runs_on_plain_arrays_and_matches_the_recorded_one(backend, name, monkeypatch):
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((5, 3))
+    if name.startswith("cross_entropy"):
+        target, prim = labels([0, 2, 1, 1, 0]), L._cross_entropy_fused if name.endswith("fused") else L._cross_entropy
+        loss = L.cross_entropy
+    elif name == "binary_cross_entropy":
+        z, target, prim, loss = 1 / (1 + np.exp(-z)), t(rng.uniform(0, 1, z.shape)), L._binary_cross_entropy, L.binary_cross_entropy
+    else:
+        target, prim, loss = t(rng.uniform(0, 1, z.shape)), L._bce_with_logits, L.binary_cross_entropy_with_logits
+    if name == "cross_entropy_fused" and B.kernel("cross_entropy") is None:
+        pytest.skip(f"no fused cross-entropy kernel on the {B.name} backend (course.fast); the standard rule is the other case")
+    seen = gradient_types(monkeypatch, prim)
+    x = t(z, requires_grad=True)
+    with B.standard_only() if name == "cross_entropy" else contextlib.nullcontext():
+        loss(x, target).backward()
+        assert seen == [type(x.data)]  # an array, not a Tensor: no wrapping
+        (recorded,) = grad(loss(x, target), x, create_graph=True)  # the same rule on Tensors
+    assert seen[-1] is Tensor and recorded.requires_grad
+    np.testing.assert_allclose(x.grad.numpy(), recorded.numpy(), rtol=1e-12, atol=1e-15)
 
 
 def test_binary_cross_entropy_clamps_its_logs_like_pytorch(backend):

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from _imports import circles, graph
 
 ROOT = Path(__file__).resolve().parents[1]
 # Packages that are part of the interpreter/installer set-up rather than of the project.
@@ -317,3 +318,30 @@ def test_only_the_kernel_registry_reaches_the_speed_package():
             if any(n.split(".")[-1] == "fast" or ".fast." in n or n.startswith("course.fast") for n in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, f"{offenders} import course.fast; register a kernel there instead"
+
+
+# -- no import circles inside course/ ----------------------------------------------------------------
+
+def _course_import_graph() -> dict[str, set[str]]:
+    return graph(ROOT / "course")
+
+
+def test_the_import_graph_reader_sees_circles():
+    """The finder itself: a two-module circle, one through a package, and a function-local import."""
+    assert circles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert circles({"p": {"p.x"}, "p.x": {"p.y"}, "p.y": {"p"}}) == [["p", "p.x", "p.y"]]
+    assert circles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    graph = _course_import_graph()
+    assert "course.autodiff" in graph["course.ops"]  # a module-level `from .autodiff import ...`
+    assert "course.nn" in graph["course.plots"]  # a function-local `from . import nn`
+    assert "course.backend" in graph["course.fast.numpy"]  # `from .. import backend`
+
+
+def test_course_modules_import_each_other_without_circles():
+    """A circle makes the import order matter (a name used before its module finished loading)
+    and keeps the modules from being read, tested or stubbed one at a time."""
+    found = circles(_course_import_graph())
+    assert not found, (
+        f"import circles in course/: {found}; move the shared piece into a module both can "
+        "import, or pass it in as an argument"
+    )

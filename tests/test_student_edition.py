@@ -168,24 +168,62 @@ def _adapted(candidate: Callable[..., Any], reference: Callable[..., Any] | None
     return call
 
 
-def _passing(candidates: list[tuple[str, Callable[..., Any]]], ex: Any) -> list[str]:
-    """The candidates that pass ``ex``'s hidden check, called as its hidden test calls it."""
+def _from_package(package: str, value: Any) -> Any:
+    """A given object of the real ``course`` (the ``Tensor`` class the loss checks take), taken
+    from the loaded copy ``package`` instead, so the copy's functions meet their own types."""
+    module = getattr(value, "__module__", "") or ""
+    if module == "course" or module.startswith("course."):
+        return getattr(importlib.import_module(package + module.removeprefix("course")), value.__name__)
+    return value
+
+
+class _state_kept:
+    """Give back the loaded ``package``'s module state after each candidate: a candidate called
+    with another function's arguments can rebind a module global (``backend.use(input)`` makes
+    the backend's name a Tensor, after which every Tensor op recurses) or fill a module-level
+    dict (``register_kernel``), and every later candidate would fail for that reason alone."""
+
+    def __init__(self, package: str) -> None:
+        self._modules = [m for n, m in sys.modules.items() if n == package or n.startswith(package + ".")]
+
+    def __enter__(self) -> None:
+        self._saved = [(vars(m), dict(vars(m))) for m in self._modules]
+        self._contents = [(v, v.copy()) for _, saved in self._saved for v in saved.values()
+                          if type(v) in (dict, list, set)]
+
+    def __exit__(self, *exc: Any) -> None:
+        for namespace, saved in self._saved:
+            namespace.clear()
+            namespace.update(saved)
+        for container, contents in self._contents:
+            if isinstance(container, list):
+                container[:] = contents
+            else:
+                container.clear()
+                container.update(contents)
+
+
+def _passing(candidates: list[tuple[str, Callable[..., Any]]], ex: Any, package: str) -> list[str]:
+    """The candidates (functions of the loaded ``package``) that pass ``ex``'s hidden check,
+    called as its hidden test calls it, each on the package's state as loaded."""
     check, names = _hidden_call(ex)
-    given = _given_names(ex)
+    given = {name: _from_package(package, value) for name, value in _given_names(ex).items()}
     reference = resolve(ex.replaces) if ex.replaces else None
     passed = []
+    kept = _state_kept(package)
     old = signal.signal(signal.SIGALRM, _alarm)
     try:
         for label, fn in candidates:
             args = [_adapted(fn, reference) if n == ex.function else given[n] for n in names]
-            signal.alarm(CALL_SECONDS)
-            try:
-                with np.errstate(all="ignore"), _silent():
-                    check(*args)
-            except (CheckFailed, _Timeout, Exception):  # noqa: BLE001 - any failure is not a pass
-                continue
-            finally:
-                signal.alarm(0)
+            with kept:  # entered first, left last: the alarm never cuts a restore short
+                signal.alarm(CALL_SECONDS)
+                try:
+                    with np.errstate(all="ignore"), _silent():
+                        check(*args)
+                except (CheckFailed, _Timeout, Exception):  # noqa: BLE001 - any failure is not a pass
+                    continue
+                finally:
+                    signal.alarm(0)
             passed.append(label)
     finally:
         signal.signal(signal.SIGALRM, old)
@@ -201,9 +239,12 @@ def edition_functions(edition) -> Iterator[list[tuple[str, Callable[..., Any]]]]
 
 @pytest.fixture(scope="module")
 def library_functions() -> Iterator[list[tuple[str, Callable[..., Any]]]]:
-    """The full library (with course.fast), loaded the same way: the sweep's control."""
+    """The full library (with course.fast), loaded the same way: the sweep's control. The
+    compiled kernels of course.fast.jit are left out: they trust their callers' shapes (no
+    bounds checks in nopython code), so garbage arguments crash the process instead of raising;
+    their NumPy twins in course.fast.numpy are offered."""
     _load(ROOT, "full_course")
-    yield _candidates("full_course")
+    yield [(label, fn) for label, fn in _candidates("full_course") if not label.startswith("fast.jit.")]
     _unload("full_course")
 
 
@@ -211,7 +252,7 @@ def library_functions() -> Iterator[list[tuple[str, Callable[..., Any]]]]:
 @pytest.mark.parametrize("ex", FUNCTIONS, ids=[ex.id for ex in FUNCTIONS])
 def test_no_edition_function_passes_a_hidden_check(edition_functions, ex):
     assert len(edition_functions) > 150, f"only {len(edition_functions)} functions found: modules missed"
-    passed = _passing(edition_functions, ex)
+    passed = _passing(edition_functions, ex, EDITION_PACKAGE)
     assert not passed, f"{ex.key}: the student edition's {passed} pass the hidden check"
 
 
@@ -220,7 +261,7 @@ def test_no_edition_function_passes_a_hidden_check(edition_functions, ex):
 def test_the_sweep_finds_the_full_librarys_reference(library_functions, ex):
     """The same sweep over the full library finds the reference (so a formula left in the
     edition would be found too), and names everything else that passes."""
-    passed = _passing(library_functions, ex)
+    passed = _passing(library_functions, ex, "full_course")
     assert ex.replaces.removeprefix("course.") in passed, f"{ex.key}: the reference did not pass; passing: {passed}"
 
 
@@ -314,7 +355,7 @@ CLASS_DEFAULTS = textwrap.dedent('''
 #: case -> the graded function its default needs
 NEEDS = {
     "SGD": "sgd_step", "SGD momentum": "sgd_step", "SGD Nesterov": "sgd_step",
-    "Adagrad": "adagrad_step", "RMSprop": "rmsprop_step", "RMSprop Nesterov": "rmsprop_step",
+    "Adagrad": "adagrad_step", "RMSprop": "rmsprop_step", "RMSprop Nesterov": "rmsprop_nesterov_step",
     "Adam": "adam_step", "AdamW": "adam_step", "Newton": "newton_step",
     "BatchNorm1d train": "batchnorm_forward", "BatchNorm1d running stats": "update_running_stats",
     "BatchNorm1d eval": "fold_batchnorm", "Dropout": "dropout",

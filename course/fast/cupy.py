@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend as B
+from .flat import joined
 from .numpy import State, _init_adam_state
 
 
@@ -51,6 +52,7 @@ def _adam_cupy(param: Any, grad: Any, state: State, *, lr: float, betas: tuple[f
     import cupy
 
     beta1, beta2 = betas
+    grad = joined(grad)
     t = _init_adam_state(state, param, amsgrad, cupy.zeros_like)
     c = math.sqrt(1 - beta2 ** t)
     scal = param.dtype.type
@@ -74,6 +76,7 @@ def _sgd_cupy(param: Any, grad: Any, state: State, *, lr: float, momentum: float
     import cupy
 
     scal = param.dtype.type
+    grad = joined(grad)
     if not momentum:
         kern = _cupy_kernel("course_sgd", "T grad, T lr, T wd", "T p", "p -= lr * (grad + wd * p);")
         kern(grad, scal(lr), scal(weight_decay), param)

@@ -3,7 +3,8 @@
 With many small tensors, most of an optimizer step is per-tensor Python overhead. A
 :class:`FlatGroups` keeps the parameters of each dtype in one buffer (every ``param.data``
 becomes a view of it) and the rule's state as flat arrays, so an elementwise rule runs once on
-the concatenation. Right only for elementwise rules; :class:`course.optim.Optimizer` uses it
+the concatenation (the kernels of :mod:`course.fast.numpy` read the per-parameter gradients as
+segments of it, without concatenating them). Right only for elementwise rules; :class:`course.optim.Optimizer` uses it
 for its own reference rule by default and never for a rule passed as ``update=``.
 
 The layout changes memory, not arithmetic: ``course.backend.standard_only()`` leaves it on.
@@ -16,6 +17,14 @@ from typing import Any
 from .. import backend as B
 
 State = dict[str, Any]
+
+
+def joined(grad: Any) -> Any:
+    """One flat array from the per-parameter gradients a flat group passes to a kernel (a list,
+    the segments of the flat buffer in order); an array is returned as it is."""
+    if not isinstance(grad, list):
+        return grad
+    return B.xp.concat([B.xp.reshape(g, (-1,)) for g in grad])
 
 
 class _Group:
@@ -75,7 +84,7 @@ class FlatGroups:
             self._pack(group)
 
     def _step(self, group: _Group, kern: Callable[..., None] | None) -> bool:
-        xp, opt = B.xp, self.opt
+        opt = self.opt
         grads = []
         for k, i in enumerate(group.index):
             p = opt.params[i]
@@ -92,12 +101,11 @@ class FlatGroups:
             g = p.grad.data
             if tuple(g.shape) != tuple(p.data.shape):
                 raise ValueError(f"parameter {i} has shape {p.shape} but its gradient has shape {tuple(g.shape)}")
-            grads.append(xp.reshape(g, (-1,)))
-        flat_grad = xp.concat(grads)
-        if kern is not None:
-            kern(group.buffer, flat_grad, group.state)
+            grads.append(g)
+        if kern is not None:  # the kernels take the segments: no concatenated copy of the gradients
+            kern(group.buffer, grads, group.state)
         else:
-            new, new_state = opt.update(group.buffer, flat_grad, group.state, lr=opt.lr, **opt.hyperparams)
+            new, new_state = opt.update(group.buffer, joined(grads), group.state, lr=opt.lr, **opt.hyperparams)
             opt._write(group.buffer, new, "the flattened parameters")
             for key, value in new_state.items():  # copy into the existing arrays: views stay valid
                 old = group.state.get(key)

@@ -1,9 +1,12 @@
-"""NumPy fast paths: in-place fused optimizer steps, batch norm with reused scratch buffers, and
-``np.add.at`` for scatter-add. Each computes the same numbers as the readable code it stands
-in for (``course.optim``, ``course.functional``, ``course.ops``), which the tests check.
+"""NumPy fast paths: in-place fused optimizer steps, batch norm with reused scratch buffers,
+softmax cross-entropy with its gradient from one softmax, and ``np.add.at`` for scatter-add.
+Each computes the same numbers as the readable code it stands in for (``course.optim``,
+``course.functional``, ``course.losses``, ``course.ops``) up to rounding, which the tests check.
 
-Fresh NumPy temporaries cost page faults and cache misses on every call; these kernels write
-with ``out=`` into existing arrays, block by block, so their working set stays in the cache.
+Large arrays go to the compiled kernels of :mod:`course.fast.jit` when Numba is installed
+(``jit.use``); the NumPy code below runs otherwise. Fresh NumPy temporaries cost page faults
+and cache misses on every call; these kernels write with ``out=`` into existing arrays, block
+by block, so their working set stays in the cache.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend as B
+from . import jit
 
 State = dict[str, Any]
 Array = Any
@@ -27,6 +31,8 @@ def _scatter_add_numpy(target: Array, index: Any, values: Array) -> Array:
 
 
 _BLOCK_BYTES = 1 << 18  # 256 KiB per array: a block's working set stays in the L2 cache
+
+Grad = Array | list  # one array shaped like the parameter, or the segments of a flat one
 
 
 def _blocks(written: tuple[Array, ...], grad: Array) -> Iterable[tuple[Array, ...]]:
@@ -45,6 +51,47 @@ def _blocks(written: tuple[Array, ...], grad: Array) -> Iterable[tuple[Array, ..
         yield tuple(a[start:start + step] for a in flat)
 
 
+_SMALL = 1 << 14  # elements: consecutive smaller gradients are joined (one call instead of many)
+
+
+def _segments(written: tuple[Array, ...], grad: Grad) -> Iterable[tuple[Array, ...]]:
+    """``(*written pieces, grad piece)`` covering the arrays once.
+
+    ``grad`` is one array shaped like ``written[0]``, or a list of arrays: the consecutive
+    segments of the flattened ``written`` arrays (:class:`course.fast.flat.FlatGroups` passes
+    the per-parameter gradients of a flat buffer). A large gradient is used where it lies,
+    never copied; runs of small ones are concatenated, so many tiny tensors cost one call.
+    """
+    if not isinstance(grad, list):
+        yield (*written, grad)
+        return
+    flat = [a.reshape(-1) for a in written]
+    start, run = 0, []
+    for i, g in enumerate(grad):
+        run.append(g.reshape(-1))
+        if g.size < _SMALL and i + 1 < len(grad) and grad[i + 1].size < _SMALL:
+            continue
+        piece = run[0] if len(run) == 1 else np.concatenate(run)
+        stop = start + piece.size
+        yield (*(a[start:stop] for a in flat), piece)
+        start, run = stop, []
+
+
+def _compiled_step(written: tuple[Array, ...], grad: Grad) -> Iterable[tuple[Array, ...]] | None:
+    """The pieces for a compiled kernel (1-D, contiguous, one dtype), or None: use NumPy."""
+    if not jit.use(*written):
+        return None
+    dtype = written[0].dtype
+    flat = tuple(a.reshape(-1) for a in written)
+    return [(*w, np.ascontiguousarray(g.reshape(-1), dtype)) for *w, g in _segments(flat, grad)]
+
+
+def _numpy_pieces(written: tuple[Array, ...], grad: Grad) -> Iterable[tuple[Array, ...]]:
+    """The cache-sized blocks of every segment, for the ``out=`` ufunc versions."""
+    for *w, g in _segments(written, grad):
+        yield from _blocks(tuple(w), g)
+
+
 def _init_adam_state(state: State, param: Array, amsgrad: bool, zeros_like: Callable) -> int:
     """Fill an empty Adam state with zero moments; advance and return the step count."""
     if "exp_avg" not in state:
@@ -56,9 +103,10 @@ def _init_adam_state(state: State, param: Array, amsgrad: bool, zeros_like: Call
 
 
 @B.register_kernel("adam", "numpy")
-def _adam_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, betas: tuple[float, float],
+def _adam_numpy(param: np.ndarray, grad: Grad, state: State, *, lr: float, betas: tuple[float, float],
                 eps: float, weight_decay: float, amsgrad: bool, decoupled: bool) -> None:
-    """:func:`adam_step` / :func:`adamw_step` in place with ``out=`` ufuncs, block by block.
+    """:func:`adam_step` / :func:`adamw_step` in place: one compiled pass (:mod:`course.fast.jit`)
+    or ``out=`` ufuncs block by block.
 
     Same formula, rearranged to need one scratch array: m += (1−β1)(g − m),
     v += (1−β2)(g² − v), p −= s·m/(√v + eps·c) with c = √(1−β2ᵗ), s = lr·c/(1−β1ᵗ).
@@ -69,7 +117,14 @@ def _adam_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float,
     step, eps_c = lr * c / (1 - beta1 ** t), eps * c
     l2 = 0.0 if decoupled else weight_decay
     written = (param, state["exp_avg"], state["exp_avg_sq"]) + ((state["max_exp_avg_sq"],) if amsgrad else ())
-    for p, m, v, *rest in _blocks(written, grad):
+    pieces = _compiled_step(written, grad)
+    if pieces is not None:
+        decay = 1 - lr * weight_decay if decoupled else 1.0
+        for p, m, v, *rest in pieces:
+            vmax = rest[0] if amsgrad else p[:0]
+            jit.adam(p, rest[-1], m, v, vmax, l2=l2, decay=decay, betas=betas, step=step, eps_c=eps_c)
+        return
+    for p, m, v, *rest in _numpy_pieces(written, grad):
         g = rest[-1]
         tmp = np.empty_like(p)
         if l2:
@@ -93,17 +148,26 @@ def _adam_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float,
 
 
 @B.register_kernel("sgd", "numpy")
-def _sgd_numpy(param: np.ndarray, grad: np.ndarray, state: State, *, lr: float, momentum: float,
+def _sgd_numpy(param: np.ndarray, grad: Grad, state: State, *, lr: float, momentum: float,
                dampening: float, nesterov: bool, weight_decay: float) -> None:
-    """:func:`sgd_step` in place with ``out=`` ufuncs, block by block (momentum buffer too)."""
+    """:func:`sgd_step` in place: one compiled pass, or ``out=`` ufuncs block by block."""
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0 (as in PyTorch)")
     first = bool(momentum) and "momentum_buffer" not in state
     if first:
         state["momentum_buffer"] = np.empty_like(param)
     written = (param, state["momentum_buffer"]) if momentum else (param,)
-    for p, *rest in _blocks(written, grad):
+    pieces = _compiled_step(written, grad)
+    if pieces is not None:
+        for p, *rest in pieces:
+            jit.sgd(p, rest[-1], rest[0] if momentum else p[:0], lr=lr, weight_decay=weight_decay,
+                    momentum=momentum, dampening=dampening, first=first, nesterov=nesterov)
+        return
+    for p, *rest in _numpy_pieces(written, grad):
         g = rest[-1]
+        if not (weight_decay or momentum):  # plain SGD: p −= lr·g, no copy of g
+            p -= g * lr
+            continue
         d = np.copy(g)  # an array even for 0-d parameters (ufuncs would return scalars)
         if weight_decay:
             d += weight_decay * p
@@ -144,6 +208,8 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 @B.register_kernel("batchnorm_forward", "numpy")
 def _batchnorm_forward_numpy(x, gamma, beta, eps):
+    if x.ndim == 2 and jit.use(x, gamma, beta):
+        return jit.batchnorm_forward(x, gamma, beta, eps)
     # x − μ is written into the output itself, then scaled and shifted in place.
     n = x.shape[0]
     mean = np.add.reduce(x, axis=0)
@@ -158,6 +224,8 @@ def _batchnorm_forward_numpy(x, gamma, beta, eps):
 
 @B.register_kernel("batchnorm_backward", "numpy")
 def _batchnorm_backward_numpy(dy, x, gamma, mean, var, eps):
+    if x.ndim == 2 and jit.use(x, dy, gamma, mean, var):
+        return jit.batchnorm_backward(dy, x, gamma, mean, var, eps)
     # Six passes over the N×D arrays and no x − μ array: Σ dy·(x − μ) = Σ dy·x − μ·Σ dy and
     # dx = k·dy − x·(k c) + k·(μ c − dβ/N), with k = γ/σ and c = dγ/(N σ). When |μ| ≫ σ the
     # subtraction doubles the rounding error of the standard code, which float32 storage of
@@ -174,3 +242,30 @@ def _batchnorm_backward_numpy(dy, x, gamma, mean, var, eps):
     dx -= np.multiply(x, k * c, out=_scratch("x_kc", x.shape, x.dtype))
     dx += k * (mean * c - dbeta / n)
     return dx, dgamma, dbeta
+
+
+@B.register_kernel("cross_entropy", "numpy")
+def _cross_entropy_numpy(logits: Array, labels: Array, reduction: str) -> tuple[Array, Array] | None:
+    """Softmax cross-entropy of (N, C) logits and its gradient from one softmax:
+    ``(loss, d loss/d logits)`` for ``reduction``, or None when a label is outside [0, C).
+
+    ℓᵢ = log Σₖ e^{zᵢₖ − mᵢ} + mᵢ − z_{i,yᵢ} with mᵢ = maxₖ zᵢₖ; the gradient is
+    s·(softmax(z) − onehot(y)), s = 1/N for "mean", else 1 (per sample for "none").
+    """
+    n, c = logits.shape  # n >= 1
+    if int(labels.min()) < 0 or int(labels.max()) >= c:
+        return None
+    scale = 1 / n if reduction == "mean" else 1.0
+    if jit.use(logits):
+        nll, dz = jit.cross_entropy(logits, labels, scale)
+    else:
+        rows = np.arange(n)
+        dz = np.subtract(logits, np.max(logits, axis=1, keepdims=True))
+        zy = dz[rows, labels]
+        np.exp(dz, out=dz)
+        s = np.add.reduce(dz, axis=1, keepdims=True)
+        dz *= scale / s
+        dz[rows, labels] -= scale
+        nll = np.log(s[:, 0]) - zy
+    loss = nll if reduction == "none" else np.add.reduce(nll) * (scale if reduction == "mean" else 1)
+    return np.asarray(loss, logits.dtype), dz

@@ -1,7 +1,7 @@
 """``collect``: submissions from a folder or an LMS zip into work/submitted/<student>/<asg>/.
 
-Recognised layouts (inside a folder or a zip; one top folder holding several student folders,
-as zipping an export folder makes, is stepped into):
+Recognised layouts (inside a folder or a zip; one top folder holding several student folders
+or LMS-named files, as zipping an export folder makes, is stepped into):
 
 - ``<student>/<assignment>/<notebook>.ipynb`` (and an optional ``timestamp.txt`` beside it);
 - ``<student>/<notebook>.ipynb`` (the assignment from ``--assignment`` or the notebook name);
@@ -32,6 +32,10 @@ another's (``s1_ok_copy - optimizers.ipynb``).
 leaves the export, is refused and flagged for its student. Folders are walked by file descriptor
 without following links, so nothing outside the submission tree is ever read.
 
+**Bounded zips.** A zip is read within :class:`ZipLimits` (what its notebooks unpack to, how
+many entries it has): past either nothing is collected, and no entry is unpacked past the limit,
+whatever its header says. An entry that cannot be unpacked is flagged for its student only.
+
 **Per student.** A problem with one student's files (a link, an unreadable file, an unknown
 layout, a ``timestamp.txt`` that is not a time, which holds back the notebooks beside it) is
 flagged for that student and the rest of the batch is collected. Several files for one student
@@ -40,12 +44,25 @@ no two tie for last, one copy when all are identical, the one named exactly as t
 when the others carry a copy suffix (``part1 (1).ipynb``: those are kept in ``work/set_aside/``
 and the student is flagged); otherwise none is graded, all are kept in ``work/set_aside/`` and
 the student is flagged, for the instructor to decide.
+
+**Collected before.** A notebook never replaces a different one an earlier collect put in
+``work/submitted`` unless it is known to be newer: when both are timed (``timestamp.txt``,
+attempt names) the later is kept and a note gives both times; when either is untimed (Canvas
+exports have no times) the earlier stays, the new file goes to ``work/set_aside/`` and the
+student is flagged, unless ``--replace`` says the export is newer (the replaced file is set
+aside, and a ``timestamp.txt`` that timed it is removed). An identical file changes nothing.
+
+**Late.** Canvas's ``LATE`` in a file name is kept as ``lms_late.txt`` beside the notebooks
+(the export says late, not when); autograde, given a due date and a late penalty and finding
+no ``timestamp.txt``, charges such a submission as late by the least the marker implies: one
+started day (:func:`grader.autograde.pipeline.make_job`).
 """
 from __future__ import annotations
 
 import csv
 import datetime
 import hashlib
+import io
 import os
 import re
 import stat
@@ -60,9 +77,10 @@ from typing import NamedTuple
 
 from nbgrader.utils import parse_utc
 
-from grader.config import Course, GraderError
+from grader.config import LMS_LATE, Course, UsageError, read_input
+from grader.defaults import ZipLimits
 
-__all__ = ["CollectReport", "Flag", "Roster", "Submission", "canonical", "collect", "name_key",
+__all__ = ["CollectReport", "Flag", "Roster", "Submission", "ZipLimits", "canonical", "collect", "name_key",
            "parse_filename", "slug", "student_id"]
 
 _ATTEMPT = re.compile(r"^(?P<who>.+?)_attempt_(?P<ts>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})_(?P<file>.+)$")
@@ -124,6 +142,7 @@ class Parsed:
     lms_id: str | None = None
     assignment: str | None = None
     timestamp: str | None = None
+    late: bool = False  # Canvas's LATE in the file name: late, time unknown
 
 
 def parse_filename(parts: tuple[str, ...]) -> Parsed | None:
@@ -144,7 +163,7 @@ def parse_filename(parts: tuple[str, ...]) -> Parsed | None:
     if m := _MOODLE.match(stem):
         return Parsed(file=m["file"], name=m["who"], lms_id=m["lms"])
     if m := _CANVAS.match(stem):
-        return Parsed(file=m["file"], name=m["who"], lms_id=m["lms"])
+        return Parsed(file=m["file"], name=m["who"], lms_id=m["lms"], late=bool(m["late"]))
     if m := _DASH.match(stem):
         return Parsed(file=m["file"], name=m["who"])
     return None
@@ -169,11 +188,11 @@ class Roster:
     """Students of the course from a CSV with columns ``student_id,name,lms_id``."""
 
     def __init__(self, path: Path):
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(read_input(path, "roster"), newline="")))
         missing = {"student_id", "name", "lms_id"} - set(rows[0] if rows else {})
         if missing:
-            raise GraderError(f"{path}: roster needs columns student_id,name,lms_id; missing {sorted(missing)}")
+            raise UsageError(f"{path}: roster needs columns student_id,name,lms_id (a header line, then a row "
+                             f"per student); missing {sorted(missing)}")
         self.rows = rows  # as read, for export
         self.students = [_Row(_cell(r, "student_id"), _cell(r, "name"), _cell(r, "lms_id"),
                               name_key(_cell(r, "name"))) for r in rows]
@@ -216,7 +235,7 @@ def _check_roster(path: Path, students: list[_Row]) -> None:
         if s.lms_id:
             seen_lms.setdefault(s.lms_id, line)
     if problems:
-        raise GraderError(f"{path}: fix the roster: " + "; ".join(problems))
+        raise UsageError(f"{path}: fix the roster: " + "; ".join(problems))
 
 
 @dataclass
@@ -228,6 +247,7 @@ class Submission:
     assignment: str
     notebook: str
     timestamp: str | None
+    late: bool = False  # the LMS marked it late (its time unknown)
 
 
 class Flag(NamedTuple):
@@ -337,12 +357,35 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _zip_entries(path: Path) -> list[Entry]:
+def _too_big(path: Path, size: int, limits: ZipLimits) -> UsageError:
+    return UsageError(
+        f"{path.name}: its notebooks unpack to more than {limits.max_bytes / 2**20:,.0f} MB (at least "
+        f"{size / 2**20:,.0f} MB), the most collect unpacks from one zip (a zip bomb, or an unusually "
+        "large export?); nothing collected. If the export is genuine, raise the limit with "
+        f"--max-unzipped-mb {max(2 * limits.max_bytes, size) // 2**20}")
+
+
+def _zip_entries(path: Path, limits: ZipLimits = ZipLimits()) -> list[Entry]:
     """Every file entry of the zip, read in memory (nothing is extracted): entries that are links
-    or devices by their mode bits, or whose path leaves the export, are refused."""
+    or devices by their mode bits, or whose path leaves the export, are refused. Past
+    ``limits`` a UsageError, before anything is collected."""
     entries = []
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UsageError(f"{path.name} is not a readable zip file ({exc}): download the export again, or "
+                         "unpack it and collect the folder") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise UsageError(f"{path.name} has {len(infos):,} entries, more than the {limits.max_members:,} collect "
+                             "reads from one zip (a zip bomb?); nothing collected. If the export is genuine, raise "
+                             f"the limit with --max-members {len(infos)}")
+        declared = sum(i.file_size for i in infos if _wanted(tuple(_zip_name(i).replace("\\", "/").split("/"))))
+        if declared > limits.max_bytes:
+            raise _too_big(path, declared, limits)
+        budget = limits.max_bytes
+        for info in infos:
             name = _zip_name(info).replace("\\", "/")
             if name.endswith("/"):
                 continue
@@ -359,9 +402,15 @@ def _zip_entries(path: Path) -> list[Entry]:
                 entries.append(Entry(parts))
             else:
                 try:
-                    entries.append(Entry(parts, data=zf.read(info)))
+                    with zf.open(info) as fh:
+                        data = fh.read(budget + 1)  # never more than the limit, whatever the header says
                 except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
                     entries.append(Entry(parts, refused=f"cannot be read from the zip ({exc})"))
+                    continue
+                budget -= len(data)
+                if budget < 0:
+                    raise _too_big(path, limits.max_bytes - budget, limits)
+                entries.append(Entry(parts, data=data))
     return entries
 
 
@@ -372,6 +421,7 @@ class _Candidate:
     source: str
     data: bytes
     timestamp: str | None
+    late: bool = False
 
 
 @dataclass
@@ -395,11 +445,11 @@ class _Upload:
 class _Collection:
     """One run of collect: uploads resolved to students, their notebooks gathered and written."""
 
-    def __init__(self, course: Course, assignment: str | None, roster: Roster | None):
-        self.course, self.assignment, self.roster = course, assignment, roster
+    def __init__(self, course: Course, assignment: str | None, roster: Roster | None, replace: bool = False):
+        self.course, self.assignment, self.roster, self.replace = course, assignment, roster, replace
         self.index = {a: {canonical(n): n for n in course.notebook_names(a)} for a in course.assignments()}
         if assignment is not None and assignment not in self.index:
-            raise GraderError(f"--assignment {assignment}: no such assignment (known: {', '.join(self.index)})")
+            raise UsageError(f"--assignment {assignment}: no such assignment (known: {', '.join(self.index)})")
         self.report = CollectReport()
         self.candidates: dict[tuple[str, str, str], list[_Candidate]] = defaultdict(list)
         self.known: set[str] = set(roster.ids) if roster else set()  # every student a path may name
@@ -433,16 +483,22 @@ class _Collection:
         return list(by_top.values())
 
     def _wrapper(self, entries: list[Entry]) -> str | None:
-        """The one top folder that holds only folders, two or more, none an assignment nor a
-        student of the roster: an export zipped as a folder."""
+        """The one top folder of an export zipped as a folder (``submissions/...``), not itself
+        a student of the roster, holding folders (none an assignment) and files named as an LMS
+        names them, with an LMS id (``ada_123_456_optimizers.ipynb``): two or more folders, or
+        any LMS-named file or Moodle folder. Anything else is one student's own folder."""
         visible = [e.parts for e in entries if not _hidden(e.parts)]
         tops = {p[0] for p in visible}
-        if len(tops) != 1 or any(len(p) < 3 for p in visible):
+        if len(tops) != 1 or any(len(p) < 2 for p in visible):
             return None
-        top, seconds = tops.pop(), {p[1] for p in visible}
-        if len(seconds) < 2 or seconds & set(self.index) or (self.roster and self.roster.match(_folder_who(top))):
+        top, seconds = tops.pop(), {p[1] for p in visible if len(p) > 2}
+        files = [parse_filename(p[1:]) for p in visible if len(p) == 2]
+        if not all(f and f.lms_id for f in files):
+            return None  # <student>/<notebook>.ipynb
+        if seconds & set(self.index) or (self.roster and self.roster.match(_folder_who(top))):
             return None
-        return top
+        lms_named = files or any(_folder_who(name).lms_id for name in seconds)
+        return top if lms_named or len(seconds) >= 2 else None
 
     # who ------------------------------------------------------------------------------------
     def lookup(self, who: Parsed) -> list[str]:
@@ -574,15 +630,16 @@ class _Collection:
     def place_in_folder(self, sid: str, entry: Entry, inner: tuple[str, ...], timestamp: str | None) -> None:
         """A notebook in a student's folder. A file name in an LMS format is the student's own
         (then its notebook part counts) or refused as naming another student."""
-        file = Path(inner[-1]).stem
+        file, late = Path(inner[-1]).stem, False
         if (named := parse_filename((inner[-1],))) is not None:
             if other := self.claimed(inner[-1], sid, flat=True):
                 self.flag(sid, entry.source, f"the file name names student {other}, but it is in {sid}'s upload; "
                                              "refused: no file in one student's upload is collected for another")
                 return
             if self.lookup(Parsed(file="", name=named.name, lms_id=named.lms_id)) == [sid]:
-                file = named.file
-        self.place(sid, entry, Parsed(file=file, assignment=inner[0] if len(inner) == 2 else None), timestamp)
+                file, late = named.file, named.late
+        self.place(sid, entry, Parsed(file=file, assignment=inner[0] if len(inner) == 2 else None, late=late),
+                   timestamp)
 
     def place(self, sid: str, entry: Entry, parsed: Parsed, timestamp: str | None) -> None:
         """``entry`` as a candidate for its (assignment, notebook), or flagged with why it has none."""
@@ -590,7 +647,7 @@ class _Collection:
         if isinstance(placed, str):
             self.flag(sid, entry.source, f"{placed}; not collected")
         else:
-            self.candidates[(sid, *placed)].append(_Candidate(entry.source, entry.data, timestamp))
+            self.candidates[(sid, *placed)].append(_Candidate(entry.source, entry.data, timestamp, parsed.late))
 
     def _notebook(self, parsed: Parsed) -> tuple[str, str] | str:
         """(assignment, notebook) for a parsed path, or the reason it cannot be placed."""
@@ -631,7 +688,7 @@ class _Collection:
         sid, asg, notebook = key
         folder = self.course.work / _SET_ASIDE / sid / asg / notebook
         for i, c in enumerate(cands, start=1):
-            _write(folder / f"{i}-{Path(c.source).name}", c.data)
+            self.set_aside_one(key, str(i), Path(c.source).name, c.data)
         dest = self.course.submitted / sid / asg / f"{notebook}.ipynb"
         files = " and ".join(c.source for c in ([kept] if kept else []) + cands)
         if kept is not None:
@@ -647,20 +704,99 @@ class _Collection:
             f"to {dest}{earlier}"))
 
     def write(self) -> None:
-        """Chosen notebooks into work/submitted, with the assignment's latest time as nbgrader's."""
+        """Chosen notebooks into work/submitted unless what is there is newer (:meth:`admit`), with
+        the assignment's latest time as nbgrader's and the LMS's late marker beside them."""
         latest: dict[Path, str] = {}
+        untimed: set[Path] = set()   # replaced by untimed files (--replace): the old time is wrong now
+        late: dict[Path, bool] = {}
         for key, cands in sorted(self.candidates.items()):
             chosen = self.choose(key, cands)
-            if chosen is None:
+            if chosen is None or (written := self.admit(key, chosen)) is None:
                 continue
             sid, asg, notebook = key
             dest = self.course.submitted / sid / asg
-            _write(dest / f"{notebook}.ipynb", chosen.data)
-            if chosen.timestamp and _when(chosen.timestamp) >= _when(latest.get(dest)):
-                latest[dest] = chosen.timestamp
-            self.report.collected.append(Submission(chosen.source, sid, asg, notebook, chosen.timestamp))
+            if written:
+                _write(dest / f"{notebook}.ipynb", chosen.data)
+                late[dest] = late.get(dest, False) or chosen.late
+                if chosen.timestamp is None:
+                    untimed.add(dest)
+                elif _when(chosen.timestamp) >= _when(latest.get(dest)):
+                    latest[dest] = chosen.timestamp
+            self.report.collected.append(Submission(chosen.source, sid, asg, notebook, chosen.timestamp, chosen.late))
         for dest, timestamp in latest.items():
             _write(dest / _TIMESTAMP, (timestamp + "\n").encode())
+        for dest in untimed - set(latest):
+            if self.replace and (dest / _TIMESTAMP).is_file():
+                (dest / _TIMESTAMP).unlink()
+                self.report.notes.append(f"{dest / _TIMESTAMP}: removed, the files it timed were replaced by "
+                                         "untimed ones (--replace)")
+        for dest, is_late in late.items():
+            self.mark_late(dest, is_late)
+
+    def admit(self, key: tuple[str, str, str], chosen: _Candidate) -> bool | None:
+        """Whether ``chosen`` is written over what an earlier collect put there: True (nothing
+        there, or newer by both times, or ``--replace``), False (the same file: nothing changes),
+        None (kept the earlier file, said why; an untimed one differing is set aside, flagged)."""
+        sid, asg, notebook = key
+        path = self.course.submitted / sid / asg / f"{notebook}.ipynb"
+        if not path.is_file():
+            return True
+        before = path.read_bytes()
+        if before == chosen.data:
+            return False
+        then, now = _collected_time(path.parent), chosen.timestamp
+        if then and now and _when(then) != _when(now):
+            if _when(now) > _when(then):
+                self.report.notes.append(f"{chosen.source}: replaced {path}, collected before: the export's is "
+                                         f"newer ({now} after {then})")
+                return True
+            self.report.notes.append(f"{chosen.source}: not collected: {path}, collected before, is newer "
+                                     f"({then} after {now}); kept it")
+            return None
+        if self.replace:
+            aside = self.set_aside_one(key, "replaced", path.name, before)
+            self.report.notes.append(f"{chosen.source}: replaced {path}, collected before (--replace); the replaced "
+                                     f"file is in {aside}")
+            return True
+        aside = self.set_aside_one(key, "not-collected", Path(chosen.source).name, chosen.data)
+        why = (f"both say {now}" if then and now else
+               "the export does not time it" if then else "the file collected before has no time")
+        self.flag(sid, chosen.source, (
+            f"differs from {path}, collected before, and which is newer is unknown ({why}); kept the earlier "
+            f"file, this one is in {aside}: if this export is newer than what was collected, collect it again "
+            "with --replace (or copy the file over), then grade again"))
+        return None
+
+    def set_aside_one(self, key: tuple[str, str, str], label: str, name: str, data: bytes) -> Path:
+        """Keep one file in work/set_aside/<student>/<asg>/<notebook>/ as ``<label>-<name>``."""
+        sid, asg, notebook = key
+        path = self.course.work / _SET_ASIDE / sid / asg / notebook / f"{label}-{name}"
+        _write(path, data)
+        return path
+
+    def mark_late(self, dest: Path, late: bool) -> None:
+        """Keep what the LMS said: a late submission without a time gets ``lms_late.txt``, which
+        autograde reads; files replaced (--replace) by ones not marked late lose it."""
+        marker = dest / LMS_LATE
+        if late:
+            _write(marker, b"The LMS marked this submission late; the export does not say when it was submitted, "
+                           b"so the exact time is unknown.\n")
+            self.report.notes.append(f"{dest.relative_to(self.course.submitted)}: the LMS marked it late, time "
+                                     f"unknown ({marker}); autograde with --due and --late-penalty charges it as "
+                                     "one day late")
+        elif self.replace and marker.is_file():
+            marker.unlink()
+            self.report.notes.append(f"{marker}: removed, the files the LMS marked late were replaced (--replace)")
+
+
+def _collected_time(folder: Path) -> str | None:
+    """The time in a folder's timestamp.txt (collected before), None if it has none or no time."""
+    try:
+        text = (folder / _TIMESTAMP).read_text(encoding="utf-8").strip()
+        parse_utc(text)
+    except (OSError, UnicodeError, ValueError, OverflowError):
+        return None
+    return text
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -670,20 +806,25 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def collect(course: Course, source: Path, *, assignment: str | None = None,
-            roster: Path | None = None) -> CollectReport:
-    """Copy every notebook under ``source`` (a folder or a .zip) to
-    ``work/submitted/<student>/<assignment>/<notebook>.ipynb`` with its ``timestamp.txt``; see the
-    module docstring for who, links, and what is flagged."""
+def collect(course: Course, source: Path, *, assignment: str | None = None, roster: Path | None = None,
+            limits: ZipLimits = ZipLimits(), replace: bool = False) -> CollectReport:
+    """Copy every notebook under ``source`` (a folder or a .zip, read within ``limits``) to
+    ``work/submitted/<student>/<assignment>/<notebook>.ipynb`` with its ``timestamp.txt`` (or the
+    LMS's late marker); ``replace``: the export is newer than what was collected before, take its
+    files even where neither is timed. See the module docstring for who, links, and what is flagged."""
     if not source.exists():
-        raise GraderError(f"{source} does not exist")
-    run = _Collection(course, assignment, Roster(roster) if roster else None)
+        raise UsageError(f"{source} does not exist; give the folder or .zip the LMS export was saved as")
+    run = _Collection(course, assignment, Roster(roster) if roster else None, replace)
     if source.is_file() and zipfile.is_zipfile(source):
-        entries = _zip_entries(source)
+        entries = _zip_entries(source, limits)
     elif source.is_dir():
-        entries = list(_folder_entries(source))
+        try:
+            entries = list(_folder_entries(source))
+        except OSError as exc:  # the folder itself; what is inside is flagged entry by entry
+            raise UsageError(f"{source} cannot be read ({exc.strerror}); check its permissions") from None
     else:
-        raise GraderError(f"{source} is neither a folder nor a zip file")
+        raise UsageError(f"{source} is neither a folder nor a readable zip file (a download cut short?); "
+                         "download the export again, or unpack it and collect the folder")
     return run.run(entries)
 
 

@@ -14,6 +14,7 @@ The template holds no other student's data, so student code never sees classmate
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import shutil
@@ -31,7 +32,7 @@ from nbgrader.converters import Autograde
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import find_all_files
 
-from grader.config import BLAS_THREAD_VARS, Course, GraderError, nbgrader_config
+from grader.config import BLAS_THREAD_VARS, LMS_LATE, Course, GraderError, UsageError, nbgrader_config
 from grader.autograde.execute import Context, NotebookRun, SandboxExecute
 from grader.nb import run_converter
 from grader.autograde.preflight import Prepared, TemplateNotebook, load_template, prepare
@@ -53,6 +54,7 @@ class Job:
     template_db: bytes                   # SQLite file from make_template
     course_root: str                     # put first on the kernel's PYTHONPATH
     timestamp: str | None = None         # submission time (timestamp.txt), for late penalties
+    lms_late: bool = False               # no timestamp.txt, but the LMS marked it late (see make_job)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # non-notebook assignment files
     timeout: int = 60                    # seconds per cell
     late_penalty: str = "none"           # see grader.config.nbgrader_config
@@ -67,7 +69,22 @@ class Job:
         for name in sorted(self.notebooks):
             h.update(name.encode() + b"\0" + self.notebooks[name] + b"\0")
         h.update((self.timestamp or "").encode())
+        if self.lms_late:
+            h.update(b"\0lms late")
         return h.hexdigest()
+
+    @property
+    def late_note(self) -> str:
+        """What the LMS's late marker does to this job ("" without one), for instructor and student."""
+        if not self.lms_late:
+            return ""
+        if self.timestamp is None:
+            return ("the LMS marked this late, but the assignment has no due date, so the marker cannot be "
+                    "applied and no late penalty is charged: autograde again with --due (e.g. --due "
+                    "2026-11-01T23:59:00+01:00)")
+        if self.late_penalty == "none":
+            return "the LMS marked this late; its time is unknown, so it is recorded as one day late (no --late-penalty)"
+        return "the LMS marked this late; its time is unknown, so it is charged as at most one day late"
 
 
 @dataclass
@@ -105,6 +122,7 @@ class Result:
     settings: str = ""
     timestamp: str | None = None
     message: str = ""
+    late: str = ""                       # what the LMS's late marker did (Job.late_note)
     notebooks: list[NotebookResult] = field(default_factory=list)
     log: str = ""
     flags: list[str] = field(default_factory=list)   # every notebook's flags, "<notebook>: <flag>"
@@ -195,8 +213,8 @@ def make_template(db_url: str, assignment: str, release: Path) -> bytes:
             try:
                 a = main.find_assignment(assignment)
             except MissingEntry:
-                raise GraderError(f"assignment {assignment} is not in the gradebook {db_url}; run "
-                                  "`python -m grader build` first") from None
+                raise UsageError(f"assignment {assignment} is not in the gradebook {db_url}; run "
+                                 "`python -m grader build` first") from None
             tpl.add_assignment(a.name, duedate=a.duedate)
             for nb in a.notebooks:
                 order = _release_order(release / f"{nb.name}.ipynb")
@@ -216,7 +234,7 @@ def make_template(db_url: str, assignment: str, release: Path) -> bytes:
 def _release_order(path: Path) -> dict[str, int]:
     """grade_id -> position of the cell in a release notebook."""
     if not path.is_file():
-        raise GraderError(f"{path} is missing: run `python -m grader build` to write the release notebooks")
+        raise UsageError(f"{path} is missing: run `python -m grader build` to write the release notebooks")
     cells = nbformat.read(path, as_version=4).cells
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
     return {gid: i for i, gid in enumerate(ids) if gid}
@@ -255,10 +273,17 @@ def grade_submission(job: Job) -> Result:
         seconds: dict[str, float] = {}
         log = _autograde(scratch, job, prepared, template, mode, limits, runs, seconds)
         notebooks = _results(scratch, job, prepared, template, runs, seconds, limits)
-        flags = [f"{nb.name}: {flag}" for nb in notebooks for flag in nb.flags]
-        message = "; ".join(prepared.messages + [f"{nb.name}: {nb.message}" for nb in notebooks if nb.message])
+        late = job.late_note
+        if late and job.timestamp and job.late_penalty != "none":  # charged: the feedback says why
+            note = f"**Late submission.** {late[0].upper()}{late[1:]}."
+            for nb in notebooks:
+                if nb.autograded is not None:
+                    nb.autograded = _with_note(nb.autograded, note)
+        flags = [f"{nb.name}: {flag}" for nb in notebooks for flag in nb.flags] + ([f"late: {late}"] if late else [])
+        message = "; ".join(([late] if late else []) + prepared.messages
+                            + [f"{nb.name}: {nb.message}" for nb in notebooks if nb.message])
         return Result(outcome="graded", seconds=time.perf_counter() - start, notebooks=notebooks, log=log,
-                      message=message, flags=flags, isolation=mode, **base)
+                      message=message, flags=flags, isolation=mode, late=late, **base)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -354,6 +379,13 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
     return results
 
 
+def _with_note(data: bytes, text: str) -> bytes:
+    """An autograded notebook with a markdown cell ``text`` first, which its feedback page shows."""
+    nb = nbformat.reads(data.decode(), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+    return (nbformat.writes(nb) + "\n").encode()
+
+
 def _gradebook_cells(scratch: Path, job: Job) -> dict[str, tuple[dict[str, dict[str, Any]], dict[str, str | None], float | None]]:
     """Per notebook nbgrader's grades (cells, comments, late penalty), if it graded any."""
     out = {}
@@ -386,13 +418,20 @@ def assignment_files(course: Course, assignment: str) -> dict[str, bytes]:
     return {os.path.relpath(p, source): Path(p).read_bytes() for p in find_all_files(str(source), ignore)}
 
 
-def make_job(course: Course, assignment: str, student: str, folder: Path, template_db: bytes,
-             **options: Any) -> Job:
+def make_job(course: Course, assignment: str, student: str, folder: Path, template_db: bytes, *,
+             due: datetime.datetime | None = None, **options: Any) -> Job:
     """A job for the notebooks in ``folder`` (and its timestamp.txt, if any); ``options`` are
-    further :class:`Job` fields (timeout, late_penalty, checks_version, settings)."""
+    further :class:`Job` fields (timeout, late_penalty, checks_version, settings).
+
+    Without a timestamp.txt, collect's ``lms_late.txt`` (the LMS marked it late, time unknown)
+    makes the time ``due`` (the assignment's due date, naive UTC) + 1 s: one started day late,
+    the least the marker implies. A real timestamp.txt always wins."""
     stamp = folder / "timestamp.txt"
     timestamp = stamp.read_text().strip() if stamp.exists() else ""
+    lms_late = not timestamp and (folder / LMS_LATE).is_file()
+    if lms_late and due is not None:
+        timestamp = str(due + datetime.timedelta(seconds=1))
     return Job(assignment=assignment, student=student,
                notebooks={p.stem: p.read_bytes() for p in sorted(folder.glob("*.ipynb"))},
                template_db=template_db, course_root=str(course.root), timestamp=timestamp or None,
-               extra_files=assignment_files(course, assignment), **options)
+               extra_files=assignment_files(course, assignment), lms_late=lms_late, **options)

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from grader.autograde.score import FAILED, HandGrade, hand_grade, merge_exercise, of_exercise, plan_record, stale_cells
-from grader.config import Course, GraderError
+from grader.config import Course, UsageError
 
 if TYPE_CHECKING:
     from grader.autograde.pipeline import Result
@@ -89,14 +89,18 @@ def open_gradebook(db_url: str) -> Gradebook:
         make_url(db_url)
         return Gradebook(db_url)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:  # NoSuchModuleError is an ArgumentError
-        raise GraderError(f"no database driver for {make_url(db_url).drivername} ({exc}); for "
-                          "PostgreSQL install the cluster extra: pip install 'deeptrain-course[cluster]'") from None
+        raise UsageError(f"no database driver for {make_url(db_url).drivername} ({exc}); for "
+                         "PostgreSQL install the cluster extra: pip install 'deeptrain-course[cluster]'") from None
     except ArgumentError:
-        raise GraderError(f"gradebook URL {db_url!r} is not a database URL; use e.g. "
-                          "sqlite:////path/gradebook.db or postgresql://user:password@host:5432/dbname") from None
+        raise UsageError(f"gradebook URL {db_url!r} is not a database URL; use e.g. "
+                         "sqlite:////path/gradebook.db or postgresql://user:password@host:5432/dbname") from None
     except OperationalError as exc:
-        raise GraderError(f"cannot open the gradebook {make_url(db_url).render_as_string()}: "
-                          f"{str(exc.orig).strip()}") from None
+        first = (str(exc.orig).strip().splitlines() or [""])[0]
+        url = make_url(db_url)
+        fix = ("that its folder exists and is writable" if url.get_backend_name() == "sqlite" else
+               "that the database server is running and that host, port, user and password in the URL are right")
+        raise UsageError(f"cannot open the gradebook {url.render_as_string()}: {first}; check {fix}, then run "
+                         "the same command again") from None
 
 
 def _entry(result: Result, run: str) -> dict[str, Any]:
@@ -294,8 +298,8 @@ class Recorder:
         try:
             a = self.gradebook.find_assignment(assignment)
         except MissingEntry:
-            raise GraderError(f"assignment {assignment} is not in the gradebook {self.course.db_url}; "
-                              "run `python -m grader build` first") from None
+            raise UsageError(f"assignment {assignment} is not in the gradebook {self.course.db_url}; "
+                             "run `python -m grader build` first") from None
         return sorted(c.name for nb in a.notebooks for c in nb.grade_cells)
 
 

@@ -31,9 +31,9 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from grader.autograde.record import FAILED, Inputs, Recorder
-from grader.config import Course, GraderError
 from grader.autograde.pipeline import Job, Result, checks_version, grade_submission, make_job, make_template
+from grader.autograde.record import FAILED, Inputs, Recorder
+from grader.config import Course, UsageError, nbgrader_config
 from grader.kernel.checker import close_templates
 from grader.sandbox.box import drain
 
@@ -193,11 +193,11 @@ def _dask(jobs: list[Job], address: str) -> Iterator[Result]:
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise GraderError("--scheduler needs Dask distributed: pip install 'deeptrain-course[cluster]'") from None
+        raise UsageError("--scheduler needs Dask distributed: pip install 'deeptrain-course[cluster]'") from None
     try:
         client = Client(address, timeout="30s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise GraderError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     futures: dict[Any, Job] = {}
     try:
         if jobs:
@@ -257,19 +257,25 @@ def autograde(course: Course, assignment: str, students: Iterable[str] | None = 
     this with ``workers > 1`` needs the ``if __name__ == "__main__":`` guard.
     """
     if workers < 1:
-        raise GraderError(f"--workers {workers}: give a number of processes >= 1")
+        raise UsageError(f"--workers {workers}: give a number of processes >= 1")
     if scheduler is not None and workers != 1:
-        raise GraderError("give either --workers (processes on this machine) or --scheduler (a Dask "
-                          "cluster, whose workers set the parallelism), not both")
+        raise UsageError("give either --workers (processes on this machine) or --scheduler (a Dask "
+                         "cluster, whose workers set the parallelism), not both")
     from nbgrader.utils import parse_utc
 
+    nbgrader_config(course, late_penalty=late_penalty)  # a bad --late-penalty stops here, not in every job
+    try:
+        deadline = parse_utc(due) if due is not None else None
+    except (ValueError, OverflowError):
+        raise UsageError(f"--due {due!r} is not a time; write it as ISO 8601, e.g. "
+                         "2026-11-01T23:59:00+01:00") from None
     results: list[Result] = []
     with Recorder(course) as rec:
         exercises = rec.exercises(assignment)
         if exercise is not None and exercise not in exercises:
-            raise GraderError(f"{assignment} has no graded cell {exercise!r}; its exercises: {', '.join(exercises)}")
-        if due is not None:
-            rec.gradebook.update_or_create_assignment(assignment, duedate=parse_utc(due))
+            raise UsageError(f"{assignment} has no graded cell {exercise!r}; its exercises: {', '.join(exercises)}")
+        if deadline is not None:
+            rec.gradebook.update_or_create_assignment(assignment, duedate=deadline)
         duedate = rec.gradebook.find_assignment(assignment).duedate
         template = make_template(course.db_url, assignment, course.notebooks / assignment)
         version = checks_version(course, assignment)
@@ -278,12 +284,12 @@ def autograde(course: Course, assignment: str, students: Iterable[str] | None = 
         wanted = list(students) if students is not None else sorted(folders)
         missing = [s for s in wanted if s not in folders]
         if missing:
-            raise GraderError(f"no submission of {assignment} for {missing} under {course.submitted}")
+            raise UsageError(f"no submission of {assignment} for {missing} under {course.submitted}")
         recorded = rec.inputs(assignment)
 
         def jobs() -> Iterator[Job]:  # made as they are needed, up-to-date ones reported
             for student in wanted:
-                job = make_job(course, assignment, student, folders[student], template, timeout=timeout,
+                job = make_job(course, assignment, student, folders[student], template, due=duedate, timeout=timeout,
                                late_penalty=late_penalty, checks_version=version, settings=settings)
                 if regrade or exercise or not _up_to_date(recorded.get(student), job, course):
                     yield job

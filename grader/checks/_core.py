@@ -37,6 +37,7 @@ from grader.checks import CheckFailed
 __all__ = [
     "SHAPES", "DEFAULT_TOL", "specs", "rng", "call", "as_array", "compare", "diagnose",
     "check_number", "guard", "resolve", "refusing", "is_class", "type_name", "patched_global", "construct",
+    "where_said",
 ]
 
 #: Shapes that catch hard-coded sizes, axis mix-ups and broadcasting by accident.
@@ -53,7 +54,7 @@ def rng(*key: object) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-def _where(exc: BaseException) -> str:
+def where_said(exc: BaseException) -> str:
     """' (line 3: `return x / 0`)' for the innermost frame of the student's own code (said by
     the kernel for an exception that came from there)."""
     return exc.where if isinstance(getattr(exc, "where", None), str) else where(exc)
@@ -63,22 +64,27 @@ def call(fn: Callable[..., Any], *args: Any, what: str, inputs_unchanged: bool =
          **kwargs: Any) -> Any:
     """Call the student's ``fn`` on copies of the array arguments and return its result.
 
-    Any exception becomes a :class:`CheckFailed` naming the call and the student's line; a
-    function that writes into its input arrays fails when ``inputs_unchanged``.
+    Any exception becomes a :class:`CheckFailed` naming the call and the student's line (a
+    failure of something the check handed over, such as ``f`` or a refused library function,
+    gets the line of the student's code that called it); a function that writes into its input
+    arrays fails when ``inputs_unchanged``.
     """
     if not callable(fn):
         raise CheckFailed(f"{what}: expected a function, got {type_name(fn)}.")
     copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     try:
         out = fn(*copies, **kwargs)
-    except CheckFailed:
-        raise
+    except CheckFailed as exc:
+        said = where_said(exc)
+        if not said or "(line " in str(exc):
+            raise
+        raise CheckFailed(f"{exc}{said}") from None
     except NotImplementedError:
         raise CheckFailed(f"{what} is not implemented yet (it raised NotImplementedError).") from None
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit too: the student's code must not end the kernel
-        raise CheckFailed(f"{what} raised {type(exc).__name__}: {exc}{_where(exc)}") from None
+        raise CheckFailed(f"{what} raised {type(exc).__name__}: {exc}{where_said(exc)}") from None
     if inputs_unchanged:
         for i, (a, c) in enumerate(zip(args, copies)):
             if isinstance(a, np.ndarray) and not np.array_equal(a, c, equal_nan=True):
@@ -101,6 +107,9 @@ def as_array(value: Any, *, what: str, shape: tuple[int, ...] | None = None,
     (lists, Tensors, ndarray subclasses, objects that claim to equal everything) fails with a
     message saying what to return.
     """
+    if value is None:
+        raise CheckFailed(f"{what} returned None (a missing `return`, or a value never set?); "
+                          "expected a NumPy array.")
     if type(value) is not np.ndarray and not _plain_number(value):
         hint = " (a Tensor: return its .data array)" if type_name(value) == "Tensor" or hasattr(value, "requires_grad") else ""
         if isinstance(value, np.ndarray) or (isinstance(value, Remote) and hasattr(value, "dtype")):

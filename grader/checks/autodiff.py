@@ -13,7 +13,9 @@ NumPy arrays: a course Tensor handed back is refused with a hint.
 ``check_backward`` builds its graphs from the notebook's ``Node`` class with reference VJPs
 attached (``node.fn.vjp``) and temporarily points the notebook's ``topological_order`` at the
 reference, so a mistake in an earlier exercise does not fail this one; a backward that only
-works with the student's own ordering convention is accepted too.
+works with the student's own ordering convention is accepted too. Its graphs include nodes used
+several times, a constant first argument, a vector root, and a diamond with a long chain to the
+same intermediate node (paths of 4 and 8 nodes), which a breadth-first walk gets wrong.
 """
 from __future__ import annotations
 
@@ -292,7 +294,22 @@ def _three_children(G: _Graph) -> tuple[str, Any]:
     return "x (3, 2); root = sum(x * x + exp(x) + log(x), axis=0)", G("root", "sum", u, 0)
 
 
-_SCENARIOS = (_shared, _mlp, _vector_root, _three_children)
+def _diamond_chain(G: _Graph) -> tuple[str, Any]:
+    """e = exp(x) reached from the root along a path of 4 nodes and one of 8 (through a chain),
+    x directly and through e: a backward that visits a node before all its users have sent
+    their part gets it wrong."""
+    x = G.leaf("x", _draw("diamond", (3,), G.dtype, low=0.5, high=1.5))
+    e = G("e = exp(x)", "exp", x)
+    t = e
+    for i in range(1, 6):
+        t = G(f"t{i} = 0.9 * t{i - 1} (t0 = e)", "mul", t, G.const(0.9))
+    s = G("log(e) + t5", "add", G("log(e)", "log", e), t)
+    q = G("(log(e) + t5) * x", "mul", s, x)
+    return ("x (3,); e = exp(x); t5 = 0.9^5 e through a chain of 5 nodes; "
+            "root = sum((log(e) + t5) * x)"), G("root", "sum", q)
+
+
+_SCENARIOS = (_shared, _mlp, _vector_root, _three_children, _diamond_chain)
 
 
 # -- comparison helpers -----------------------------------------------------------------------

@@ -348,7 +348,7 @@ _RUNNING_MISTAKES = {
 #: (momentum or None for the default, batch sizes of the steps). The default comes last: an
 #: answer that reaches it passed the explicit momentum=0.1, so a miss there is the default's.
 _RUNNING_CASES = ((0.1, (8, 2, 100, 7)), (0.3, (4, 16, 2, 9)), (1.0, (3, 50)),
-                  (0.05, (2, 2, 10, 64)), (None, (2, 5, 32, 3)))
+                  (0.05, (2, 2, 10, 64)), (0.0, (6, 2)), (None, (2, 5, 32, 3)))
 
 
 @check
@@ -360,7 +360,7 @@ def check_update_running_stats(update_running_stats):
             tol = spec.tol(dtype)
             gen = C.rng("update_running_stats", dtype)
             for k, (momentum, sizes) in enumerate(_RUNNING_CASES):
-                d = (1, 4, 7, 3, 12)[k]
+                d = (1, 4, 7, 3, 5, 12)[k]
                 rm, rv = np.zeros(d, dtype), np.ones(d, dtype)
                 hyper = {} if momentum is None else {"momentum": momentum}
                 shown = "" if momentum is None else f", momentum={momentum}"

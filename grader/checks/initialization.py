@@ -19,14 +19,20 @@ fixed, so a given answer gets the same verdict on every run):
 - the rng argument honoured: equal seeds give equal weights, different seeds different ones,
   and rng=None gives fresh weights on each call.
 
+An initializer is judged alone: while its check runs, the notebook's ``fans`` and
+``calculate_gain`` (when the student wrote them) are the references. Cases include a conv-shaped
+weight (out, in, k, k) of as many entries (fans = channels × receptive field), integer seeds as
+well as Generators, and, for He, an unknown ``mode`` (it must raise ValueError).
+
 The targets are the formulas (Var = gain^2 * 2 / (fan_in + fan_out) for Xavier,
 gain^2 / fan for He; uniform bound a = sqrt(3 Var)); the tests of this module confirm that the
 library's reference passes them.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,6 +46,9 @@ Z = 6.0  # standard errors a correct sample may stray
 # Non-square so that fan_in (700) and fan_out (300) give different variances.
 SHAPE = (300, 700)
 FAN_IN, FAN_OUT = 700, 300
+# A conv weight (out, in, k, k) of about as many entries: fans = channels * receptive field.
+CONV = (140, 60, 5, 5)
+CONV_FANS = (60 * 25, 140 * 25)
 
 GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0)}
 
@@ -131,28 +140,56 @@ def _moments_check(w: np.ndarray, what: str, var: float, dist: str,
 
 
 def _rng_check(fn: Callable[..., Any], name: str, kwargs: Mapping[str, Any]) -> None:
-    """Equal seeds give equal weights, different seeds and rng=None give different ones."""
+    """Equal seeds (generators or integers) give equal weights, different seeds and rng=None
+    give different ones."""
     shape = (20, 30)
-    first = _draw(fn, name, shape, np.random.default_rng(123), kwargs, None)
-    again = _draw(fn, name, shape, np.random.default_rng(123), kwargs, None)
-    if not np.array_equal(first, again):
-        raise CheckFailed(f"{name}: two calls with generators seeded alike returned different "
-                          "weights; draw from the rng argument (rng.normal / rng.uniform), not from "
-                          "np.random or a generator of your own.")
-    other = _draw(fn, name, shape, np.random.default_rng(321), kwargs, None)
-    if np.array_equal(first, other):
-        raise CheckFailed(f"{name}: generators with different seeds returned the same weights; "
-                          "draw from the rng argument instead of a fixed seed.")
+    for seed, kind in ((np.random.default_rng, "generators seeded alike"), (int, "the same integer seed")):
+        first = _draw(fn, name, shape, seed(123), kwargs, None)
+        again = _draw(fn, name, shape, seed(123), kwargs, None)
+        if not np.array_equal(first, again):
+            raise CheckFailed(f"{name}: two calls with {kind} returned different weights; draw "
+                              "from the rng argument through np.random.default_rng(rng) (a seed or a "
+                              "Generator), not from "
+                              "np.random or a generator of your own.")
+        other = _draw(fn, name, shape, seed(321), kwargs, None)
+        if np.array_equal(first, other):
+            raise CheckFailed(f"{name}: different seeds ({kind.split()[-1]}s) returned the same "
+                              "weights; draw from the rng argument instead of a fixed seed.")
     fresh = [_draw(fn, name, shape, _NO_RNG, kwargs, None) for _ in range(2)]
     if np.array_equal(*fresh):
         raise CheckFailed(f"{name}(shape) without an rng returned the same weights twice; with "
                           "rng=None use a fresh generator (np.random.default_rng(rng) does both).")
 
 
+@contextlib.contextmanager
+def _reference_helpers(fn: Callable[..., Any]) -> Iterator[None]:
+    """While the block runs, the notebook's ``fans`` and ``calculate_gain`` (if the student wrote
+    them) are the references: a mistake there costs those exercises' points, not this one's."""
+    init = C.resolve("course.init")
+    with contextlib.ExitStack() as stack:
+        for helper in ("fans", "calculate_gain"):
+            stack.enter_context(C.patched_global(fn, helper, getattr(init, helper)))
+        yield
+
+
+def _mode_check(fn: Callable[..., Any], name: str) -> None:
+    """An unknown mode must raise ValueError (a typo must not silently pick a fan)."""
+    what = f"{name}((20, 30), rng, mode='fan_avg')"
+    try:
+        fn((20, 30), np.random.default_rng(0), mode="fan_avg")
+    except ValueError:
+        return
+    except Exception as exc:  # noqa: BLE001 - any other error type is the student's mistake
+        raise CheckFailed(f"{what} raised {type(exc).__name__}{C.where_said(exc)}; raise ValueError "
+                          "for a mode other than 'fan_in' or 'fan_out'.") from None
+    raise CheckFailed(f"{what} returned weights; raise ValueError for a mode other than 'fan_in' "
+                      "or 'fan_out', so that a typo does not silently pick a fan.")
+
+
 def _check_initializer(fn: Callable[..., Any], name: str, cases: list[Case], dist: str) -> None:
     """Run the statistical checks on every (shape, kwargs, target variance, mistakes) case."""
     spec = SPEC[name]
-    with C.guard(spec):
+    with C.guard(spec), _reference_helpers(fn):
         for i, (shape, kwargs, var, mistakes) in enumerate(cases):
             dtypes = spec.dtypes if i == 0 else (spec.dtypes[0],)
             for dtype in dtypes:
@@ -161,6 +198,8 @@ def _check_initializer(fn: Callable[..., Any], name: str, cases: list[Case], dis
                 what = f"{name}({shape}{_fmt_kwargs(kwargs)})"
                 _moments_check(w, what, var, dist, mistakes, spec.tol(dtype)[0])
         _rng_check(fn, name, cases[0][1])
+        if name.startswith("kaiming"):
+            _mode_check(fn, name)
         # The default dtype is float32.
         _draw(fn, name, (4, 6), np.random.default_rng(0), cases[0][1], None)
 
@@ -198,6 +237,13 @@ def _xavier_cases(uniform: bool) -> list[Case]:
             mistakes["the gain is not squared in the variance (multiply the std by gain)"] = gain * 2.0 / s
         kwargs = {} if gain == 1.0 else {"gain": gain}
         cases.append((SHAPE, kwargs, var, mistakes))
+    conv_in, conv_out = CONV_FANS
+    cases.append((CONV, {}, 2.0 / (conv_in + conv_out), {
+        "the receptive field is left out of the fans (a conv weight (out, in, k, k) has fan_in = "
+        "in * k * k and fan_out = out * k * k)": 2.0 / (CONV[0] + CONV[1]),
+        **({"the bound sqrt(3/(fan_in + fan_out)): Var(U[-a, a]) = a^2/3 needs a = "
+            "gain * sqrt(6/(fan_in + fan_out))": 1.0 / (conv_in + conv_out)} if uniform else {}),
+    }))
     return cases
 
 
@@ -211,10 +257,13 @@ def _kaiming_cases(uniform: bool) -> list[Case]:
         (SHAPE, {"nonlinearity": "tanh"}, FAN_IN, GAINS["tanh"]),
         (SHAPE, {"a": 0.5, "nonlinearity": "leaky_relu"}, FAN_IN, _leaky_gain(0.5)),
         (SHAPE, {"nonlinearity": "linear", "mode": "fan_out"}, FAN_OUT, 1.0),
+        (CONV, {}, CONV_FANS[0], GAINS["relu"]),
+        (CONV, {"mode": "fan_out", "nonlinearity": "relu"}, CONV_FANS[1], GAINS["relu"]),
     ]
     cases = []
     for shape, kwargs, fan, gain in settings:
-        other = shape[0] if fan == shape[1] else shape[1]
+        fan_in, fan_out = (shape[1], shape[0]) if len(shape) == 2 else CONV_FANS
+        other = fan_out if fan == fan_in else fan_in
         var = gain**2 / fan
         mistakes = {}
         if uniform:
@@ -225,14 +274,17 @@ def _kaiming_cases(uniform: bool) -> list[Case]:
                 "the bound sqrt(6/fan) combined with the gain (sqrt(6/fan) already holds "
                 "ReLU's factor 2; the bound is gain * sqrt(3/fan))": 2.0 * var,
                 "the slide's bound 4/(fan_in + fan_out), which is wrong (He's bound is gain * sqrt(3/fan_in))":
-                    (4.0 / sum(shape)) ** 2 / 3,
+                    (4.0 / (fan_in + fan_out)) ** 2 / 3,
             })
         mistakes.update({
             f"the fan of the wrong dimension (fan = {other} instead of {fan}); for a weight of "
             "shape (out, in) fan_in = shape[1] and fan_out = shape[0]": gain**2 / other,
             "the variance used as the standard deviation (a missing square root)": var**2,
-            "1/(fan_in + fan_out) scaling (Xavier's, not He's)": gain**2 * 2.0 / sum(shape),
+            "1/(fan_in + fan_out) scaling (Xavier's, not He's)": gain**2 * 2.0 / (fan_in + fan_out),
         })
+        if len(shape) > 2:
+            mistakes["the receptive field is left out of the fan (a conv weight (out, in, k, k) has "
+                     "fan_in = in * k * k)"] = gain**2 / (shape[1] if fan == fan_in else shape[0])
         if kwargs.get("nonlinearity") == "tanh":
             mistakes["the gain sqrt(2) of ReLU used for tanh (its gain is 5/3)"] = 2.0 / fan
         if "a" in kwargs:
@@ -311,7 +363,7 @@ def check_fans(fans):
         except ValueError:
             pass
         except Exception as exc:  # noqa: BLE001 - any other error type is the student's mistake
-            raise CheckFailed(f"fans((5,)) raised {type(exc).__name__}; raise ValueError for a "
+            raise CheckFailed(f"fans((5,)) raised {type(exc).__name__}{C.where_said(exc)}; raise ValueError for a "
                               "shape with fewer than 2 dimensions.") from None
         else:
             raise CheckFailed("fans((5,)) returned a value; a shape with fewer than 2 dimensions "
@@ -350,7 +402,7 @@ def check_calculate_gain(calculate_gain):
         except ValueError:
             pass
         except Exception as exc:  # noqa: BLE001
-            raise CheckFailed(f"calculate_gain('softplus') raised {type(exc).__name__}; raise "
+            raise CheckFailed(f"calculate_gain('softplus') raised {type(exc).__name__}{C.where_said(exc)}; raise "
                               "ValueError for a nonlinearity you do not know.") from None
         else:
             raise CheckFailed("calculate_gain('softplus') returned a value; raise ValueError for a "

@@ -8,6 +8,11 @@ one function per mistake) evaluated on those same inputs, to name what went wron
 is also called twice on the same inputs (a hidden counter outside ``state`` shows up), and
 must leave its arguments, the state dict included, unchanged.
 
+One mistake is charged once: the Nesterov check judges the step ``p − lr·(g + μ·b)`` with the
+student's own updated buffer ``b`` and own gradient ``g`` (weight decay included, read off their
+momentum-0 step), and ``answer_adam_first_step`` is also right when it is what the student's
+own ``adam_step`` gives for the question.
+
 Conventions are those of ``course.optim`` (PyTorch's): eps is added after the square root in
 AdaGrad, RMSProp and Adam (the notes' ``√(δ + r)`` fails where the two differ, with a
 message saying so), the momentum buffer is ``b ← μ·b + g`` and Adam's state keeps the
@@ -254,12 +259,7 @@ def _sgd(p, g, st, *, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_de
         new["momentum_buffer"] = b_new
         if mistake == "velocity":
             return p + b_new, new
-        if nesterov:
-            d = {"no look-ahead": b_new, "no mu": g + b_new}.get(mistake, g + momentum * b_new)
-            if mistake == "direction stored":
-                new["momentum_buffer"] = d
-        else:
-            d = b_new
+        d = g + momentum * b_new if nesterov else b_new
     if mistake == "wd after":
         d = d + weight_decay * p
     if mistake == "uphill":
@@ -284,17 +284,6 @@ _SGD_MISTAKES = _variants(_sgd, {
     "damped first": ("dampening is applied at the first step; the buffer starts as the gradient "
                      "itself (b = g), dampening only scales later gradients"),
     "no dampening": "dampening is ignored (b ← μ·b + (1 − τ)·g)",
-})
-
-_NESTEROV_MISTAKES = _variants(_sgd, {
-    "no look-ahead": ("Nesterov without the look-ahead: the step uses b (plain momentum) instead "
-                      "of g + μ·b"),
-    "direction stored": ("the Nesterov direction g + μ·b is stored as 'momentum_buffer'; the buffer "
-                         "itself is b ← μ·b + g"),
-    "no mu": "the look-ahead term is not scaled by the momentum (g + b instead of g + μ·b)",
-    "uphill": "the step goes uphill (p + lr·d instead of p − lr·d)",
-    "wd after": "weight decay is added after the momentum instead of to the gradient",
-    "wd ignored": "weight_decay is ignored (add λ·p to the gradient)",
 })
 
 _SGD_SETS = [
@@ -326,15 +315,56 @@ def check_sgd_step(sgd_step):
                       state_keys={"momentum_buffer": "the momentum buffer b"} if hyper.get("momentum") else {})
 
 
+def _nesterov_expected(p: np.ndarray, b: np.ndarray, g: np.ndarray, lr: float, mu: float
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The Nesterov step from the student's own gradient ``g`` (weight decay included) and
+    updated buffer ``b``, and what known mistakes give instead."""
+    return p - lr * (g + mu * b), {
+        "the step is p − lr·b, plain momentum (so is g + μ·b with the buffer from before this "
+        "step's update); the direction is g + μ·b with the updated b": p - lr * b,
+        "the look-ahead term is not scaled by the momentum (g + b instead of g + μ·b)": p - lr * (g + b),
+        "the step goes uphill (p + lr·d instead of p − lr·d)": p + lr * (g + mu * b),
+    }
+
+
+def _nesterov_step(sgd_step: Rule, step: _Step, hyper: Mapping[str, Any], tol: tuple[float, float]) -> None:
+    """One Nesterov step judged against the student's own buffer update and gradient: their
+    plain step (momentum 0) gives the gradient they use, their nesterov=False call the buffer,
+    so a mistake there costs sgd_step's points only."""
+    p, g = step.args
+    what = _describe("sgd_step", hyper, step.args, step.t)
+    new_param, new_state = _call_rule(sgd_step, step, hyper, what)
+    if "momentum_buffer" not in new_state:
+        raise CheckFailed(f"{what}: the new state has no entry 'momentum_buffer' (the momentum "
+                          "buffer b); store it under that name with nesterov=True too.")
+    b = C.as_array(new_state["momentum_buffer"], what=f"new_state['momentum_buffer'] from {what}",
+                   shape=p.shape)
+    plain_hyper = {**hyper, "nesterov": False}
+    _, plain_state = _call_rule(sgd_step, step, plain_hyper, _describe("sgd_step", plain_hyper, step.args, step.t))
+    if "momentum_buffer" in plain_state:
+        C.compare(b, C.as_array(plain_state["momentum_buffer"], what="new_state['momentum_buffer']"),
+                  what=f"new_state['momentum_buffer'] from {what} (against your own buffer with "
+                       "nesterov=False: the buffer is updated the same way)", tol=tol, check_dtype=False)
+    lr = hyper["lr"]
+    no_momentum = {"lr": lr, "weight_decay": hyper.get("weight_decay", 0.0)}
+    zero = dataclasses.replace(step, state={})
+    gd_param, _ = _call_rule(sgd_step, zero, no_momentum, _describe("sgd_step", no_momentum, step.args, step.t))
+    g_used = (p.astype(np.float64) - C.as_array(gd_param, what="new_param", shape=p.shape)) / lr
+    expected, mistakes = _nesterov_expected(p.astype(np.float64), b.astype(np.float64), g_used, lr,
+                                            hyper["momentum"])
+    C.compare(new_param, expected.astype(p.dtype), what=f"new_param from {what}", tol=tol, mistakes=mistakes)
+
+
 @check
 def check_sgd_nesterov(sgd_step):
-    """sgd_step with nesterov=True (with and without weight decay)."""
+    """sgd_step with nesterov=True (with and without weight decay), each step judged against the
+    student's own buffer and gradient."""
     spec = SPEC["sgd_step"]  # the same function: guarded through the sgd_step entry
-    with C.guard(spec) as reference:
+    with C.guard(spec) as reference, C.refusing(spec, _SGD_ALSO_BLOCKED):
         for hyper, inputs in _cases("sgd_nesterov", SPEC["sgd_nesterov"], _NESTEROV_SETS):
-            _run_rule(sgd_step, name="sgd_step", spec=SPEC["sgd_nesterov"], reference=reference,
-                      inputs=inputs, hyper=hyper, mistakes=_NESTEROV_MISTAKES,
-                      also_blocked=_SGD_ALSO_BLOCKED, state_keys={"momentum_buffer": "the momentum buffer b"})
+            tol = SPEC["sgd_nesterov"].tol(inputs[0][0].dtype)
+            for step in _trajectory(reference, inputs, hyper)[1:]:  # a buffer to look ahead with
+                _nesterov_step(sgd_step, step, hyper, tol)
 
 
 # -- AdaGrad ----------------------------------------------------------------------------------------
@@ -690,9 +720,23 @@ def check_condition_number(answer_condition_number):
                    })
 
 
+def _own_first_step(adam_step: Any, g: np.ndarray, lr: float) -> np.ndarray | None:
+    """What the student's adam_step gives for the question (None if it does not run)."""
+    if not callable(adam_step):
+        return None
+    try:
+        with _quiet():
+            new_param, _ = _pair(C.call(adam_step, np.zeros(3), g, {}, what="adam_step", lr=lr), "adam_step")
+        return C.as_array(new_param, what="adam_step", shape=(3,)).astype(np.float64)
+    except CheckFailed:
+        return None
+
+
 @check
-def check_adam_first_step(answer_adam_first_step):
-    """Δθ of Adam's first step for g = (0.003, −40, 1e−9), lr = 0.01, default betas and eps."""
+def check_adam_first_step(answer_adam_first_step, adam_step=None):
+    """Δθ of Adam's first step for g = (0.003, −40, 1e−9), lr = 0.01, default betas and eps; an
+    answer equal to what the student's own ``adam_step`` gives is accepted too (a mistake there
+    costs adam_step's points, not this answer's)."""
     g = np.array([3e-3, -40.0, 1e-9])
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
     value = answer_adam_first_step
@@ -700,6 +744,9 @@ def check_adam_first_step(answer_adam_first_step):
         value = np.asarray(value, dtype=np.float64) if all(
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value) else value
     expected = -lr * g / (np.abs(g) + eps)
+    own = _own_first_step(adam_step, g, lr)
+    if own is not None and _same(C.as_array(value, what="answer_adam_first_step"), own, (1e-3, 0.0)):
+        return
     m, v = (1 - b1) * g, (1 - b2) * g * g
     C.compare(value, expected, what="answer_adam_first_step", tol=(1e-3, 0.0), check_dtype=False,
               mistakes={

@@ -211,7 +211,7 @@ def check_dropout(dropout):
         for dtype in spec.dtypes:
             tol = spec.tol(dtype)
             for mode in MODES:
-                for p in P_VALUES:
+                for p in P_VALUES + (0.0,):  # p = 0 given explicitly: x unchanged
                     x = _input(("dropout x", dtype, mode, p), SHAPE, dtype)
                     what = (f"dropout(x, p={p}, u, training=True, mode={mode!r}) with x and u of "
                             f"shape {SHAPE}, dtype {dtype}")

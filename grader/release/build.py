@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 from grader.catalog import Exercise
-from grader.config import Course, GraderError, nbgrader_config
+from grader.config import Course, GraderError, UsageError, nbgrader_config
 from grader.labsetup import write_student_setup
 from grader.nb import HIDDEN_BEGIN, read_notebook
 
@@ -23,17 +23,17 @@ def _validate_source(path: Path) -> None:
     nb = read_notebook(path)
     ids = [cell.get("id") for cell in nb.cells]
     if nb.nbformat_minor < 5 or None in ids:
-        raise GraderError(f"{path}: cells without ids (nbformat 4.{nb.nbformat_minor}); open and "
-                          "save it in JupyterLab (which writes nbformat 4.5 ids) before building")
+        raise UsageError(f"{path}: cells without ids (nbformat 4.{nb.nbformat_minor}); open and "
+                         "save it in JupyterLab (which writes nbformat 4.5 ids) before building")
     if len(set(ids)) != len(ids):
-        raise GraderError(f"{path}: duplicated cell ids {sorted({i for i in ids if ids.count(i) > 1})}")
+        raise UsageError(f"{path}: duplicated cell ids {sorted({i for i in ids if ids.count(i) > 1})}")
     if "kernelspec" not in nb.metadata:
-        raise GraderError(f"{path}: no kernelspec in the notebook metadata; students would be "
-                          "asked to pick a kernel. Save it once with the Python 3 kernel.")
+        raise UsageError(f"{path}: no kernelspec in the notebook metadata; students would be "
+                         "asked to pick a kernel. Save it once with the Python 3 kernel.")
     for cell in nb.cells:
         if HIDDEN_BEGIN in cell.source and not cell.metadata.get("nbgrader", {}).get("grade"):
-            raise GraderError(f"{path}: cell {cell.id} has hidden tests but is not an autograded "
-                              "test cell; hidden tests there would reach students")
+            raise UsageError(f"{path}: cell {cell.id} has hidden tests but is not an autograded "
+                             "test cell; hidden tests there would reach students")
 
 
 def build(course: Course, assignments: list[str] | None = None, *,
@@ -186,7 +186,7 @@ def student_edition(course: Course, dest: Path, *, verify: bool = True) -> list[
     ``verify`` first checks that notebooks/ is what solutions/ builds (skip it right after a
     build). Returns the exercises stubbed."""
     if dest.exists() and any(dest.iterdir()):
-        raise GraderError(f"{dest} is not empty; give a new folder for the student edition")
+        raise UsageError(f"{dest} is not empty; give a new folder for the student edition")
     stale = verify_release(course) if verify else []
     if stale:
         raise GraderError("notebooks/ is not what solutions/ builds:\n" + "\n".join(stale))

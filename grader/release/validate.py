@@ -10,7 +10,7 @@ import nbformat
 from nbgrader.validator import Validator
 from traitlets.config import Config
 
-from grader.config import REPO_ROOT, environment, kernel_env
+from grader.config import REPO_ROOT, UsageError, environment, kernel_env
 
 __all__ = ["validate"]
 
@@ -24,15 +24,17 @@ def _last_line(text: str) -> str:
 
 def validate(path: Path, *, root: Path = REPO_ROOT, timeout: int = 60) -> tuple[bool, str]:
     """Execute ``path`` with ``root`` importable; (passed, report). The report names each
-    failing test cell by its first line and gives the error message it raised."""
+    failing test cell by its first line and gives the error message it raised. A path that is
+    no notebook file, or one that cannot be opened, is a UsageError."""
     if not path.is_file():
-        return False, f"{path}: no such notebook"
+        raise UsageError(f"{path}: no such notebook file; give the path of the .ipynb file")
     try:
         nbformat.read(path, as_version=4)
     except (ValueError, OSError) as exc:  # nbformat's NotJSONError is a ValueError; so is bad UTF-8
-        return False, (f"{path.name}: not a notebook that can be opened ({type(exc).__name__}: "
-                       f"{str(exc)[:200]}); download it again from JupyterLab (File > Download), "
-                       "or restore it from the release notebook and copy your answers back")
+        first = " ".join(str(exc).split())[:200]
+        raise UsageError(f"{path.name}: not a notebook that can be opened ({type(exc).__name__}: {first}); "
+                         "download it again from JupyterLab (File > Download), or restore it from the "
+                         "release notebook and copy your answers back") from None
     config = Config()
     config.Execute.timeout = timeout
     log = logging.getLogger("grader.release.validate")

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import MissingEntry
 
 from grader.autograde.record import answer_texts, open_gradebook
 from grader.autograde.collect import Roster
-from grader.config import Course, GraderError
+from grader.config import Course, UsageError, read_input
 from grader.nb import without_solution_markers
 
 __all__ = ["MANUAL_COLUMNS", "FORMATS", "manual_template", "import_manual", "export_grades",
@@ -40,14 +41,13 @@ def _read_sheet(path: Path) -> list[dict[str, str]]:
     """The rows of an existing hand-grading sheet (none if there is no file)."""
     if not path.exists():
         return []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        header = set(reader.fieldnames or [])
+    reader = csv.DictReader(io.StringIO(read_input(path, "hand-grading sheet"), newline=""))
+    rows = list(reader)
+    header = set(reader.fieldnames or [])
     missing = {*_KEY, "score"} - header
     if rows and missing:
-        raise GraderError(f"{path} is not a hand-grading sheet (no {', '.join(sorted(missing))} column); "
-                          "pick another --out, or move the file away")
+        raise UsageError(f"{path} is not a hand-grading sheet (no {', '.join(sorted(missing))} column); "
+                         "pick another --out, or move the file away")
     return rows
 
 
@@ -69,8 +69,8 @@ def _pending_rows(course: Course, assignment: str) -> list[dict[str, str]]:
         try:
             gb.find_assignment(assignment)
         except MissingEntry:
-            raise GraderError(f"assignment {assignment} is not in the gradebook {course.db_url}; known: "
-                              f"{', '.join(a.name for a in gb.assignments) or 'none'}") from None
+            raise UsageError(f"assignment {assignment} is not in the gradebook {course.db_url}; known: "
+                             f"{', '.join(a.name for a in gb.assignments) or 'none'}") from None
         for sub in gb.assignment_submissions(assignment):
             for nb in sub.notebooks:
                 pending = [g for g in nb.grades if g.needs_manual_grade]
@@ -114,9 +114,9 @@ def manual_template(course: Course, assignment: str, out: Path, merge: bool = Fa
     added (a filled-in row whose answer has changed since is emptied and listed)."""
     old = _read_sheet(out)
     if not merge and any(_filled(r) for r in old):
-        raise GraderError(f"{out} has {sum(map(_filled, old))} row(s) with a score or comment filled in; "
-                          "`manual template --merge` keeps them and adds the new answers (or move the "
-                          "file away for a fresh sheet)")
+        raise UsageError(f"{out} has {sum(map(_filled, old))} row(s) with a score or comment filled in; "
+                         "`manual template --merge` keeps them and adds the new answers (or move the "
+                         "file away for a fresh sheet)")
     rows, kept, reopened = _merge(old if merge else [], _pending_rows(course, assignment))
     with open(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, MANUAL_COLUMNS)
@@ -130,14 +130,13 @@ def import_manual(course: Course, path: Path) -> int:
     grade_id, score[, comment]; other columns (answer, rubric) are ignored. Every row is
     checked first; one bad row imports nothing. Rows with an empty score are skipped.
     Returns the number of grades set."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = list(csv.DictReader(io.StringIO(read_input(path, "CSV"), newline="")))
     needed = {"student", "assignment", "notebook", "grade_id", "score"}
     if not rows or needed - set(rows[0]):
-        raise GraderError(f"{path}: needs columns {sorted(needed)} (and optionally comment); "
-                          "`python -m grader manual template` writes one")
+        raise UsageError(f"{path}: needs columns {sorted(needed)} (and optionally comment); "
+                         "`python -m grader manual template` writes one")
     errors, updates = [], []
-    with Gradebook(course.db_url) as gb:
+    with open_gradebook(course.db_url) as gb:
         for line, row in enumerate(rows, start=2):
             if not row["score"].strip():
                 continue
@@ -156,7 +155,8 @@ def import_manual(course: Course, path: Path) -> int:
                 continue
             updates.append((grade, score, (row.get("comment") or "").strip(), row))
         if errors:
-            raise GraderError("nothing imported; fix these rows:\n" + "\n".join(errors))
+            more = f"; and {len(errors) - 10} more" if len(errors) > 10 else ""
+            raise UsageError(f"nothing imported; fix these rows and import again: {'; '.join(errors[:10])}{more}")
         for grade, score, comment, row in updates:
             grade.manual_score = score
             grade.needs_manual_grade = False
@@ -201,8 +201,8 @@ def _read_grades(course: Course, assignments: list[str] | None) -> _Grades:
         known = [a.name for a in gb.assignments]
         unknown = [a for a in assignments or [] if a not in known]
         if unknown:
-            raise GraderError(f"assignment(s) {', '.join(unknown)} not in the gradebook {course.db_url}; "
-                              f"known: {', '.join(known) or 'none (run `python -m grader build`)'}")
+            raise UsageError(f"assignment(s) {', '.join(unknown)} not in the gradebook {course.db_url}; "
+                             f"known: {', '.join(known) or 'none (run `python -m grader build`)'}")
         names = assignments or known
         grades = _Grades({a: gb.find_assignment(a).max_score for a in names}, {}, [])
         for a in names:
@@ -220,8 +220,8 @@ def parse_canvas_ids(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, _, number = pair.partition("=")
         if not (name and number.isdigit()):
-            raise GraderError(f"--canvas-id {pair!r}: write ASSIGNMENT=ID with the number from the "
-                              "assignment's Canvas URL (.../assignments/1234), e.g. 01_autodiff=1234")
+            raise UsageError(f"--canvas-id {pair!r}: write ASSIGNMENT=ID with the number from the "
+                             "assignment's Canvas URL (.../assignments/1234), e.g. 01_autodiff=1234")
         ids[name] = number
     return ids
 
@@ -264,9 +264,9 @@ def _canvas(grades: _Grades, columns: list[str], rows: list[tuple[str, dict[str,
     applying them."""
     unnamed = [sid for sid, r in rows if not any(_field(r, c) for c in ("lms_id", "sis_user_id", "sis_login_id"))]
     if unnamed:
-        raise GraderError(f"canvas export: no Canvas identifier for {', '.join(unnamed)} in the roster; fill "
-                          "their lms_id with the Canvas user id (column ID of Canvas's gradebook export), or "
-                          "add a sis_user_id or sis_login_id column")
+        raise UsageError(f"canvas export: no Canvas identifier for {', '.join(unnamed)} in the roster; fill "
+                         "their lms_id with the Canvas user id (column ID of Canvas's gradebook export), or "
+                         "add a sis_user_id or sis_login_id column")
     out = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
             *(f"{a} ({canvas_ids[a]})" if a in canvas_ids else a for a in columns)],
            ["    Points Possible", "", "", "", "", *(f"{grades.maxima[a]:g}" for a in columns)]]
@@ -290,12 +290,12 @@ def _moodle(roster: Roster, roster_path: Path, columns: list[str], rows: list[tu
     grade then get no row)."""
     key = next((c for c in _MOODLE_IDS if c in roster.rows[0]), None)
     if key is None:
-        raise GraderError(f"moodle export: {roster_path} has no email or id_number column, which Moodle's "
-                          "grade import identifies users by (Email address or ID number, both in Moodle's "
-                          "grade export); add one to the roster")
+        raise UsageError(f"moodle export: {roster_path} has no email or id_number column, which Moodle's "
+                         "grade import identifies users by (Email address or ID number, both in Moodle's "
+                         "grade export); add one to the roster")
     blank = [sid for sid, r in rows if not _field(r, key)]
     if blank:
-        raise GraderError(f"moodle export: no {key} for {', '.join(blank)} in {roster_path}; fill it in")
+        raise UsageError(f"moodle export: no {key} for {', '.join(blank)} in {roster_path}; fill it in")
     return [[_MOODLE_IDS[key], *columns]] + [[_field(r, key), *(cell(sid, a) for a in columns)]
                                              for sid, r in rows]
 
@@ -313,16 +313,16 @@ def export_grades(course: Course, roster_path: Path, out: Path, assignments: lis
     the graded students not in the roster; canvas and moodle have the roster students with a
     grade in the file (a student left out keeps what the LMS has)."""
     if fmt not in FORMATS:
-        raise GraderError(f"export format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise UsageError(f"export format {fmt!r}: use one of {', '.join(FORMATS)}")
     if total and fmt != "generic":
-        raise GraderError(f"--total is for the generic format: {fmt} would import a total column as one "
-                          "more assignment (the LMS computes its own total)")
+        raise UsageError(f"--total is for the generic format: {fmt} would import a total column as one "
+                         "more assignment (the LMS computes its own total)")
     roster = Roster(roster_path)
     grades = _read_grades(course, assignments)
     unknown_ids = sorted(set(canvas_ids or {}) - set(grades.maxima))
     if unknown_ids:
-        raise GraderError(f"--canvas-id names {', '.join(unknown_ids)}, not exported; exported: "
-                          f"{', '.join(grades.maxima)}")
+        raise UsageError(f"--canvas-id names {', '.join(unknown_ids)}, not exported; exported: "
+                         f"{', '.join(grades.maxima)}")
     columns = [a for a in grades.maxima if missing_as_zero or any(a in s for s in grades.scores.values())]
     extra = sorted(set(grades.scores) - roster.ids)
     rows = [(r["student_id"].strip(), r) for r in roster.rows]

@@ -6,9 +6,12 @@ error tracebacks of those cells down to ``ExceptionName: message``; then :func:`
 reads the rendered text of every page and rejects (deletes) any that still shows a hidden-test
 line, a hidden-test marker or a path into grader/.
 
-Pages stay small: embedded plots are redrawn at most :data:`IMAGE_WIDTH` pixels wide in 256
-colours (a plot-heavy notebook's page shrinks from 2.4 MB to about a fifth). A notebook that
-was not graded (missing, unreadable) gets a short page saying so, since nbgrader writes none.
+Pages stay small (under 300 KB for the solution notebooks, from 0.27-2.4 MB): the page's
+stylesheet is ours (``grader/results/templates/feedback_small``, 3 KB instead of nbgrader's inlined
+Bootstrap, 117 KB), code keeps its highlighting but loses the tags of tokens the highlighting
+style leaves unstyled (names, punctuation: half the spans), and embedded plots are redrawn at
+most :data:`IMAGE_WIDTH` pixels wide in :data:`IMAGE_COLOURS` colours. A notebook that was not
+graded (missing, unreadable) gets a short page saying so, since nbgrader writes none.
 """
 from __future__ import annotations
 
@@ -18,14 +21,19 @@ import io
 import re
 from pathlib import Path
 
+import nbgrader
 
-from grader.config import Course, GraderError
+from grader.config import Course, GraderError, UsageError
 
-__all__ = ["generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH"]
+__all__ = ["generate_feedback", "verify_feedback", "forbidden_texts", "IMAGE_WIDTH", "IMAGE_COLOURS"]
 
 #: Widest embedded image of a feedback page, in pixels (a plot stays readable at this width).
-IMAGE_WIDTH = 480
+IMAGE_WIDTH = 400
+#: Colours of a redrawn image: enough for a plot's lines, labels and a colour map's steps.
+IMAGE_COLOURS = 32
 _IMAGE = re.compile(r'(src="data:image/png;base64,)([A-Za-z0-9+/=\s]+)(")')
+_STYLED = re.compile(r"\.highlight \.([A-Za-z0-9]+) \{")      # a token class the style colours
+_TOKEN = re.compile(r'<span class="([A-Za-z0-9]+)">([^<]*)</span>')
 
 
 def forbidden_texts(course: Course, assignment: str) -> list[str]:
@@ -58,7 +66,7 @@ def verify_feedback(course: Course, assignment: str, pages: list[Path]) -> list[
 
 
 def _smaller_png(data: str) -> str:
-    """A base64 PNG redrawn at most IMAGE_WIDTH wide in 256 colours (on white), if smaller."""
+    """A base64 PNG redrawn at most IMAGE_WIDTH wide in IMAGE_COLOURS colours (on white), if smaller."""
     from PIL import Image
 
     raw = base64.b64decode(data)
@@ -72,13 +80,21 @@ def _smaller_png(data: str) -> str:
     if flat.width > IMAGE_WIDTH:
         flat = flat.resize((IMAGE_WIDTH, round(flat.height * IMAGE_WIDTH / flat.width)), Image.LANCZOS)
     out = io.BytesIO()
-    flat.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
+    flat.quantize(colors=IMAGE_COLOURS, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
     return base64.b64encode(out.getvalue()).decode() if out.tell() < len(raw) else data
 
 
-def _shrink_images(page: Path) -> None:
+def _plain_tokens(page: str) -> str:
+    """``page`` without the ``<span class="n">x</span>`` wrappers of code tokens whose class
+    the page's highlighting style does not colour: they render the same as bare text."""
+    styled = set(_STYLED.findall(page))
+    return _TOKEN.sub(lambda m: m[0] if m[1] in styled else m[2], page)
+
+
+def _shrink(page: Path) -> None:
+    """Rewrite a feedback page with small images and plain unstyled tokens."""
     text = page.read_text(encoding="utf-8")
-    smaller = _IMAGE.sub(lambda m: m[1] + _smaller_png(m[2]) + m[3], text)
+    smaller = _plain_tokens(_IMAGE.sub(lambda m: m[1] + _smaller_png(m[2]) + m[3], text))
     if smaller != text:
         page.write_text(smaller, encoding="utf-8")
 
@@ -114,16 +130,32 @@ def generate_feedback(course: Course, assignment: str, students: list[str] | Non
     GraderError lists any leak (those pages are deleted)."""
     from nbgrader.converters import GenerateFeedback
 
+    from grader.autograde.record import load_summary
     from grader.config import nbgrader_config
     from grader.nb import run_converter
 
+    autograded = {p.parent.name for p in course.autograded.glob(f"*/{assignment}") if p.is_dir()}
+    known = autograded | set(load_summary(course, assignment)["submissions"])  # with notebooks not graded
+    missing = sorted(set(students) - known) if students else ([] if known else ["anyone"])
+    if missing:
+        raise UsageError(f"nothing of {assignment} is autograded for {', '.join(missing)} in {course.autograded}; "
+                         f"run `python -m grader autograde {assignment}` first (or check the --student names)")
     config = nbgrader_config(course)
-    for student in students or ["*"]:
+    # nbgrader's page with our small stylesheet instead of its inlined Bootstrap (117 KB a page).
+    # Here, not in nbgrader_config: formgrader's own HTMLExporter would take it up. Naming the
+    # template folders means naming nbgrader's too, which ours extends.
+    config.HTMLExporter.template_name = "feedback_small"
+    config.HTMLExporter.template_file = "feedback_small.html.j2"
+    config.HTMLExporter.extra_template_basedirs = [
+        str(Path(__file__).parent / "templates"),
+        str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
+    runs = sorted(set(students) & autograded) if students else (["*"] if autograded else [])
+    for student in runs:
         run_converter(GenerateFeedback, config, assignment=assignment, student=student, force=True)
     pages = sorted(p for student in (students or ["*"])
                    for p in course.feedback.glob(f"{student}/{assignment}/*.html"))
     for page in pages:
-        _shrink_images(page)
+        _shrink(page)
     pages = sorted(pages + _not_graded_pages(course, assignment, students))
     problems = verify_feedback(course, assignment, pages)
     if problems:

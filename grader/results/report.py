@@ -7,9 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from nbgrader.api import Gradebook
-
-from grader.autograde.record import load_summary
+from grader.autograde.record import load_summary, open_gradebook
 from grader.config import Course
 
 __all__ = ["report", "mistakes"]
@@ -89,7 +87,7 @@ def report(course: Course, assignment: str, *, png: Path | None = None, students
     maxima: dict[str, float] = {}
     pending: dict[str, int] = {}
     totals: list[tuple[str, float, float, float]] = []  # student, score, penalty, max
-    with Gradebook(course.db_url) as gb:
+    with open_gradebook(course.db_url) as gb:
         for sub in sorted(gb.assignment_submissions(assignment), key=lambda s: s.student.id):
             for nb in sub.notebooks:
                 for g in nb.grades:
