@@ -156,7 +156,7 @@ class SandboxExecute(Execute):
         self._armed = True
         token = secrets.token_hex(12)
         if self._box.mode == "namespaces":  # a socket in the kernel's own /box, seen through /proc
-            inside, outside = f"{BOX}/c", f"/proc/{self.km.provisioner.pid}/root{BOX}/c"
+            inside, outside = f"{BOX}/c", f"/proc/{self._box.sandbox_pid}/root{BOX}/c"
         else:  # an abstract socket with an unguessable name
             inside = outside = f"@grader-{token}"
         source = (self.context.course_root / "grader" / "kernel" / "agent.py").read_text(encoding="utf-8")

@@ -34,8 +34,8 @@ from typing import Any
 from grader.autograde.pipeline import Job, Result, checks_version, grade_submission, make_job, make_template
 from grader.autograde.record import FAILED, Inputs, Recorder
 from grader.config import Course, UsageError, nbgrader_config
-from grader.kernel.checker import close_templates
 from grader.sandbox.box import drain
+from grader.sandbox.template import close_templates
 
 __all__ = ["autograde", "run_jobs", "failed_result"]
 

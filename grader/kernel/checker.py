@@ -28,7 +28,6 @@ says why a check could not finish (the kernel died, interrupted it, or broke the
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import json
@@ -37,7 +36,6 @@ import re
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -46,6 +44,8 @@ from typing import Any
 
 from grader.kernel.agent import Broken, Link, Peer, socket_path
 from grader.checks import CheckFailed
+from grader.sandbox.jail import serve_forks
+from grader.sandbox.template import Template, template
 
 __all__ = ["Checker", "main"]
 
@@ -198,104 +198,33 @@ def main(preload: list[str]) -> int:
     without paying the imports again. Ends (reaping its checkers) when stdin closes."""
     for name in preload:
         importlib.import_module(f"grader.checks.{name}")
-    control = socket.socket(fileno=0)
-    children: set[int] = set()
-    while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(control, 1 << 16, 2)
-        except OSError:
-            break
-        if not msg or len(fds) != 2:
-            break
-        _reap(children, block=False)
-        pid = os.fork()
-        if pid == 0:  # the checker of one notebook
-            code = 1
-            try:
-                control.close()
-                conn, err = fds
-                os.dup2(err, 2)
-                os.close(err)
-                os.chdir(json.loads(msg)["cwd"])
-                code = serve(conn)
-            except BaseException:  # noqa: BLE001 - said on its stderr, which the executor reads
-                import traceback
-                traceback.print_exc()
-            finally:
-                sys.stderr.flush()
-                os._exit(code)
-        for fd in fds:
-            os.close(fd)
-        children.add(pid)
-        control.send(json.dumps({"pid": pid}).encode())
-    _reap(children, block=True)
+    serve_forks(2, _checker)
     return 0
 
 
-def _reap(children: set[int], *, block: bool) -> None:
-    for pid in list(children):
-        if os.waitpid(pid, 0 if block else os.WNOHANG)[0]:
-            children.discard(pid)
+def _checker(request: dict[str, Any], fds: list[int]) -> None:
+    """The checker of one notebook (a fork of the template): it never returns."""
+    code = 1
+    try:
+        conn, err = fds
+        os.dup2(err, 2)
+        os.close(err)
+        os.chdir(request["cwd"])
+        code = serve(conn)
+    except BaseException:  # noqa: BLE001 - said on its stderr, which the executor reads
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 # -- the executor's side -----------------------------------------------------------------------------
 
-class _Template:
-    """A running template (see :func:`main`), started in ``env`` with ``modules`` imported."""
-
-    def __init__(self, env: Mapping[str, str], modules: tuple[str, ...], cwd: str) -> None:
-        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([sys.executable, "-m", "grader.kernel.checker", *modules], cwd=cwd,
-                                     env=dict(env), stdin=theirs.fileno(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)  # it writes only if it cannot start
-        theirs.close()
-
-    def fork(self, cwd: Path, fds: list[int]) -> int | None:
-        """A new checker serving ``fds``; its pid, or None when the template is gone."""
-        try:
-            socket.send_fds(self.control, [json.dumps({"cwd": str(cwd)}).encode()], fds)
-            reply = self.control.recv(1 << 10)
-            return int(json.loads(reply)["pid"]) if reply else None
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def last_words(self) -> str:
-        """The last line the template wrote before it ended ("" if it is alive or said nothing)."""
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return ""
-        lines = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else ""
-
-    def close(self) -> None:
-        self.control.close()  # the template reaps its checkers and exits
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-_templates: dict[tuple[Any, ...], _Template] = {}
-
-
-def _template(env: Mapping[str, str], modules: list[str]) -> _Template:
-    """This process's template for ``env`` and ``modules`` (started on first use, again if it died)."""
-    key = (tuple(sorted(env.items())), tuple(modules))
-    template = _templates.get(key)
-    if template is None or template.proc.poll() is not None:
-        if template is not None:
-            template.close()
-        template = _templates[key] = _Template(env, tuple(modules), env.get("PYTHONPATH", "/").split(os.pathsep)[0])
-    return template
-
-
-def close_templates() -> None:
-    """Stop this process's templates (at exit, and before a worker process ends)."""
-    while _templates:
-        _templates.popitem()[1].close()
-
-
-atexit.register(close_templates)
+def _template(env: Mapping[str, str], modules: list[str]) -> Template:
+    """This process's checker template for ``env`` and ``modules``."""
+    return template([sys.executable, "-m", "grader.kernel.checker", *modules], env,
+                    env.get("PYTHONPATH", "/").split(os.pathsep)[0])
 
 
 class Checker:
@@ -307,12 +236,12 @@ class Checker:
         self.err, err = os.pipe()
         self.pid, self.why = None, ""
         for _ in range(2):  # a template that died meanwhile is started again
-            template = _template(env, modules)
-            self.pid = template.fork(cwd, [theirs.fileno(), err])
+            found = _template(env, modules)
+            self.pid = found.fork({"cwd": str(cwd)}, [theirs.fileno(), err])
             if self.pid is not None:
                 break
-            template.proc.wait()
-            self.why = template.last_words()
+            found.proc.wait()
+            self.why = found.last_words()
         theirs.close()
         os.close(err)
         self.buffer = b""
