@@ -13,7 +13,7 @@ GRADER = Path(__file__).resolve().parents[1] / "grader"
 #: in this order; a stage never imports one that runs after it, and content never imports code.
 ALLOWED = {
     "checks": {"catalog", "kernel.agent"},              # content: the check authors' API only
-    "kernel": {"checks"},                                # the checker imports the checks it runs
+    "kernel": {"checks", "sandbox"},                     # the checks it runs; forked as the kernels are
     "sandbox": {"config"},
     "release": {"catalog", "config", "nb", "labsetup"},
     "autograde": {"catalog", "config", "defaults", "nb", "sandbox", "kernel", "release"},

@@ -125,6 +125,8 @@ class SandboxExecute(Execute):
         self._output_bytes = 0
         self._output_cut = False
         self._armed = False
+        self._launcher: Any = None  # the kernel's launcher once _async_cleanup_kernel stopped it
+        self._launcher_stopped = False
         self.timeout = ctx.limits.cell_seconds
         self.interrupt_on_timeout = True
         self.raise_on_iopub_timeout = True
@@ -143,7 +145,8 @@ class SandboxExecute(Execute):
         finally:
             self._ask("close")  # refused requests after the last test cell
             self._checker.close()
-            self._box.close()
+            if self._launcher is None:  # else the box closes once the stopped kernel has exited
+                self._box.close()
             run.seconds = time.monotonic() - self._start
         self._summarize(nb)
         return nb, resources
@@ -153,7 +156,7 @@ class SandboxExecute(Execute):
         self._armed = True
         token = secrets.token_hex(12)
         if self._box.mode == "namespaces":  # a socket in the kernel's own /box, seen through /proc
-            inside, outside = f"{BOX}/c", f"/proc/{self.km.provisioner.pid}/root{BOX}/c"
+            inside, outside = f"{BOX}/c", f"/proc/{self._box.sandbox_pid}/root{BOX}/c"
         else:  # an abstract socket with an unguessable name
             inside = outside = f"@grader-{token}"
         source = (self.context.course_root / "grader" / "kernel" / "agent.py").read_text(encoding="utf-8")
@@ -182,9 +185,31 @@ class SandboxExecute(Execute):
         left = self._deadline - time.monotonic()
         return max(1, int(min(self.context.limits.cell_seconds, left) + 0.999))
 
-    def _exit_code(self) -> int | None:
-        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+    async def _async_cleanup_kernel(self) -> None:
+        """Stop the kernel without waiting for it (every result is read by now): SIGTERM to its
+        launcher, which kills everything in the sandbox, and the box is closed in the background
+        once the launcher has exited (:meth:`KernelBox.close_later`). nbclient's graceful
+        shutdown would hold the next notebook up for a second."""
+        if self.km is None:  # already cleaned up (a signal, then the end of the notebook)
+            return
+        process = getattr(self.km.provisioner, "process", None)
         if process is None:
+            return await super()._async_cleanup_kernel()
+        self._launcher = process
+        if process.poll() is None:
+            process.terminate()
+        self._launcher_stopped = process.returncode is None  # a live kernel we stopped did not die
+        try:
+            if self.kc is not None:
+                await ensure_async(self.kc.stop_channels())
+            await ensure_async(self.km.cleanup_resources())
+        finally:
+            self.kc = self.km = None
+            self._box.close_later(process)
+
+    def _exit_code(self) -> int | None:
+        process = self._launcher or getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is None or (process is self._launcher and self._launcher_stopped):
             return None
         for _ in range(50):  # a dying sandbox takes a moment to report
             if process.poll() is not None:

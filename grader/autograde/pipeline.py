@@ -365,7 +365,7 @@ def _results(scratch: Path, job: Job, prepared: Prepared, template: dict[str, Te
         if run is not None:
             messages += [m for m in [run.message, *run.notes] if m]
         decided = score_notebook(cells, penalty, prepared=verdict.outcome, run=run, autograded=data is not None)
-        if data is not None and run is not None and not run.armed_error:
+        if data is not None and run is not None and not run.armed_error and decided.notes:
             data = _annotate(data, decided)
         diagnoses = {gid: "\n".join(v["message"] for v in cell.verdicts + cell.diagnosed
                                     if not v.get("ok") and v.get("message"))

@@ -34,6 +34,8 @@ from typing import Any
 from grader.autograde.pipeline import Job, Result, checks_version, grade_submission, make_job, make_template
 from grader.autograde.record import FAILED, Inputs, Recorder
 from grader.config import Course, UsageError, nbgrader_config
+from grader.sandbox.box import drain
+from grader.sandbox.template import close_templates
 
 __all__ = ["autograde", "run_jobs", "failed_result"]
 
@@ -75,6 +77,9 @@ def _worker(conn: Connection, env: dict[str, str]) -> None:
             conn.send(_grade(job))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the run stopped or its parent died
         pass
+    finally:
+        drain()  # kernels stopped in the background; multiprocessing skips atexit
+        close_templates()
 
 
 def _context() -> mp.context.BaseContext:

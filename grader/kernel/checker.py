@@ -1,9 +1,10 @@
 """The checker: the clean process where hidden checks run while a grading kernel answers their
 calls (the kernel's side is :mod:`grader.kernel.agent`).
 
-One checker per notebook, started next to its kernel with the course root first on its path,
-so it imports that course's checks and full library; it never runs student code. The
-executor (:mod:`grader.autograde.execute`) drives it over stdin/stdout, one JSON line per command:
+One checker per notebook, forked (:func:`main`, the template) from a process that has imported
+the course's checks and full library (the course root first on its path) and never runs student
+code, so each notebook gets a fresh one at no import cost. The executor
+(:mod:`grader.autograde.execute`) drives it over a socket, one JSON line per command:
 
 ``{"op": "connect", "address": A}``
     connect to the kernel's agent at ``A`` (retrying while the kernel starts);
@@ -14,7 +15,8 @@ executor (:mod:`grader.autograde.execute`) drives it over stdin/stdout, one JSON
     the cell ended: the reply lists its verdicts;
 ``{"op": "quit"}``.
 
-Run as ``python -m grader.kernel.checker [MODULE...]``; the check modules named are imported first.
+The template runs as ``python -m grader.kernel.checker [MODULE...]``: the check modules named are
+imported once, before any fork.
 
 Every reply is ``{"ok": bool, "verdicts": [...], "stray": [...], "error": str}``: ``stray``
 lists protocol violations outside any check since the last reply (the notebook tampered with
@@ -26,13 +28,14 @@ says why a check could not finish (the kernel died, interrupted it, or broke the
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import re
 import selectors
+import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -41,6 +44,8 @@ from typing import Any
 
 from grader.kernel.agent import Broken, Link, Peer, socket_path
 from grader.checks import CheckFailed
+from grader.sandbox.jail import serve_forks
+from grader.sandbox.template import Template, template
 
 __all__ = ["Checker", "main"]
 
@@ -131,21 +136,20 @@ class _State:
         peer.reply({"ok": verdict["ok"], "message": verdict["message"] or verdict["problem"]})
 
 
-def main(preload: list[str]) -> int:
-    """The checker's loop: commands on stdin, the kernel's requests on the socket; first the
-    check modules in ``preload`` are imported (while the kernel starts)."""
-    for name in preload:
-        importlib.import_module(f"grader.checks.{name}")
+def serve(fd: int) -> int:
+    """The checker's loop: commands on ``fd`` (a socket to the executor), the kernel's
+    requests on the kernel's socket; returns when the executor closes ``fd`` or says quit."""
     state = _State()
     selector = selectors.DefaultSelector()
-    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "control")
+    selector.register(fd, selectors.EVENT_READ, "control")
     pending = b""
 
     def answer(ok: bool = True, **fields: Any) -> None:
         reply = {"ok": ok, "verdicts": [], "stray": state.stray, **fields}
         state.stray = []
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        data = (json.dumps(reply) + "\n").encode()
+        while data:
+            data = data[os.write(fd, data):]
 
     while True:
         for key, _ in selector.select():
@@ -160,7 +164,7 @@ def main(preload: list[str]) -> int:
                         key.fileobj.close()
                         state.peer = None
                 continue
-            chunk = os.read(key.fileobj, 1 << 16)
+            chunk = os.read(fd, 1 << 16)
             if not chunk:
                 return 0
             pending += chunk
@@ -186,58 +190,109 @@ def main(preload: list[str]) -> int:
                     answer(verdicts=verdicts)
 
 
+def main(preload: list[str]) -> int:
+    """The template: import the check modules in ``preload`` once, then for each request on
+    stdin (a SOCK_SEQPACKET socket: ``{"cwd": folder}`` with two descriptors, the command
+    socket and the stderr pipe) fork one checker that :func:`serve` s that notebook. A fork of
+    a template that never ran a check or any student code: every notebook gets a fresh state,
+    without paying the imports again. Ends (reaping its checkers) when stdin closes."""
+    for name in preload:
+        importlib.import_module(f"grader.checks.{name}")
+    serve_forks(2, _checker)
+    return 0
+
+
+def _checker(request: dict[str, Any], fds: list[int]) -> None:
+    """The checker of one notebook (a fork of the template): it never returns."""
+    code = 1
+    try:
+        conn, err = fds
+        os.dup2(err, 2)
+        os.close(err)
+        os.chdir(request["cwd"])
+        code = serve(conn)
+    except BaseException:  # noqa: BLE001 - said on its stderr, which the executor reads
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
 # -- the executor's side -----------------------------------------------------------------------------
 
+def _template(env: Mapping[str, str], modules: list[str]) -> Template:
+    """This process's checker template for ``env`` and ``modules``."""
+    return template([sys.executable, "-m", "grader.kernel.checker", *modules], env,
+                    env.get("PYTHONPATH", "/").split(os.pathsep)[0])
+
+
 class Checker:
-    """A running checker (started at once, so it loads while the kernel starts)."""
+    """The checker of one notebook, forked from this process's template for its ``env`` and
+    ``modules`` (so it is ready before the kernel is); it runs in ``cwd``."""
 
     def __init__(self, env: Mapping[str, str], cwd: Path, modules: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "grader.kernel.checker", *modules], cwd=cwd, env=dict(env),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.sock, theirs = socket.socketpair()
+        self.err, err = os.pipe()
+        self.pid, self.why = None, ""
+        for _ in range(2):  # a template that died meanwhile is started again
+            found = _template(env, modules)
+            self.pid = found.fork({"cwd": str(cwd)}, [theirs.fileno(), err])
+            if self.pid is not None:
+                break
+            found.proc.wait()
+            self.why = found.last_words()
+        theirs.close()
+        os.close(err)
         self.buffer = b""
 
     def command(self, op: str, timeout: float = 120.0, **fields: Any) -> dict[str, Any]:
         """Send a command and wait for its reply; a checker that died or does not answer gives
         ``{"ok": False, "error": why}``."""
         try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
+            self.sock.sendall((json.dumps({"op": op, **fields}) + "\n").encode())
+        except OSError:
             return self._dead()
-        fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
+            selector.register(self.sock, selectors.EVENT_READ)
             while b"\n" not in self.buffer:
                 left = deadline - time.monotonic()
                 if left <= 0 or not selector.select(left):
-                    self.proc.kill()
+                    self._kill()
                     return {"ok": False, "verdicts": [], "stray": [], "error": f"the checker did not answer in {timeout:.0f} s"}
-                chunk = os.read(fd, 1 << 16)
+                try:
+                    chunk = self.sock.recv(1 << 16)
+                except OSError:
+                    chunk = b""
                 if not chunk:
                     return self._dead()
                 self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 
+    def _kill(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+
     def _dead(self) -> dict[str, Any]:
-        self.proc.kill()
-        err = self.proc.stderr.read().decode(errors="replace").strip().splitlines() if self.proc.stderr else []
+        self._kill()
+        err = b""
+        with selectors.DefaultSelector() as selector:  # its last words, until its stderr closes
+            selector.register(self.err, selectors.EVENT_READ)
+            while selector.select(5) and (chunk := os.read(self.err, 1 << 16)):
+                err += chunk
+        lines = err.decode(errors="replace").strip().splitlines() or [self.why] * bool(self.why)
         return {"ok": False, "verdicts": [], "stray": [],
-                "error": "the checker stopped" + (f" ({err[-1]})" if err else "")}
+                "error": "the checker stopped" + (f" ({lines[-1]})" if lines else "")}
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        """Let it go: it exits when its command socket closes, and its template reaps it."""
+        self.sock.close()
+        if self.err >= 0:  # closed once
+            os.close(self.err)
+            self.err = -1
 
 
 if __name__ == "__main__":

@@ -30,12 +30,14 @@ mode (``uid`` or ``none``) where the probe should not be trusted.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,12 +53,14 @@ from traitlets import Any as AnyTrait
 from grader.sandbox.jail import kill_uid  # the jail runs stdlib-only; its killer serves both
 from grader.config import BLAS_THREAD_VARS
 from grader.sandbox.limits import Limits
+from grader.sandbox.template import template
 
 __all__ = ["isolation", "KernelBox", "SandboxKernelManager", "MODES"]
 
 JAIL = Path(__file__).resolve().with_name("jail.py")
 MODES = ("namespaces", "uid", "none")
 ISOLATION_ENV = "GRADER_ISOLATION"
+FORK_ENV = "GRADER_FORK_KERNELS"  # "0": every kernel an exec of a fresh Python
 HOME = "/home/student"     # the kernel's home in the namespaces mode
 BOX = "/box"               # its connection file and sockets there
 UID_BASE, UID_SLOTS = 1_600_000_000, 4096
@@ -142,16 +146,24 @@ def _library_paths(library: Path | None) -> list[str]:
 @functools.cache
 def _matplotlib_cache() -> dict[str, bytes]:
     """Matplotlib's font cache, for each kernel's own config folder (building it costs a
-    kernel a second or more). Built once per host and matplotlib version, in a private folder."""
+    kernel a second or more)."""
+    folder = _matplotlib_folder()
+    return {} if folder is None else {p.name: p.read_bytes() for p in folder.glob("fontlist-*.json")}
+
+
+@functools.cache
+def _matplotlib_folder() -> Path | None:
+    """A private folder holding matplotlib's font cache (the kernel template's config folder),
+    built once per host and matplotlib version; None where it cannot be."""
     try:
         from importlib.metadata import PackageNotFoundError, version
         folder = Path(tempfile.gettempdir()) / f"grader-mpl-{os.geteuid()}-{version('matplotlib')}"
     except PackageNotFoundError:
-        return {}
+        return None
     try:
         st = folder.lstat()
         if st.st_uid != os.geteuid() or st.st_mode & 0o077 or not folder.is_dir():
-            return {}  # not ours: never trust it
+            return None  # not ours: never trust it
     except FileNotFoundError:
         tmp = Path(tempfile.mkdtemp(prefix="grader-mpl-build-"))
         env = {"MPLCONFIGDIR": str(tmp), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -162,8 +174,8 @@ def _matplotlib_cache() -> dict[str, bytes]:
         except (OSError, subprocess.SubprocessError):
             shutil.rmtree(tmp, ignore_errors=True)
             if not folder.is_dir():
-                return {}
-    return {p.name: p.read_bytes() for p in folder.glob("fontlist-*.json")}
+                return None
+    return folder
 
 
 class KernelBox:
@@ -198,6 +210,7 @@ class KernelBox:
             for fname, data in _matplotlib_cache().items():
                 self.files[f"{self.home}/.config/matplotlib/{fname}"] = data
         self.env = self._environment(env)
+        self.sandbox_pid: int | None = None  # its launcher, whose /proc/PID/root is the kernel's
 
     def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         home = self.home
@@ -217,11 +230,12 @@ class KernelBox:
         env.update(extra)
         return env
 
-    def write_spec(self, argv: list[str], connection_file: Path | None = None) -> Path:
-        """Write the launcher's spec for running ``argv`` (and stage the files it needs)."""
+    def write_spec(self, argv: list[str], connection_file: Path | None = None, *, in_process: bool = False) -> Path:
+        """Write the launcher's spec for running ``argv`` (and stage the files it needs);
+        ``in_process``: the kernel is a fork of a kernel template, not an exec of ``argv``."""
         spec: dict[str, Any] = {"mode": self.mode, "uid": self.uid, "gid": self.gid, "argv": argv,
                                 "env": self.env, "cwd": self.cwd, "rlimits": self.limits.rlimits(self.mode),
-                                "log": os.environ.get("GRADER_SANDBOX_LOG")}
+                                "log": os.environ.get("GRADER_SANDBOX_LOG"), "in_process": in_process}
         files = dict(self.files)
         if connection_file is not None:
             files[self.connection_path] = connection_file.read_bytes()
@@ -243,6 +257,17 @@ class KernelBox:
         path.write_text(json.dumps(spec), encoding="utf-8")
         return path
 
+    def template_env(self) -> dict[str, str] | None:
+        """The environment of the kernel template for this box: the kernel's, less what names
+        this box's own folders (every forked kernel gets its own whole environment), matplotlib's
+        font cache as config folder and home. None where kernels are not forked (no font cache,
+        or ``$GRADER_FORK_KERNELS`` is 0)."""
+        folder = _matplotlib_folder()
+        if folder is None or os.environ.get(FORK_ENV, "1") == "0":
+            return None
+        env = {k: v for k, v in self.env.items() if not v.startswith(self.home)}
+        return {**env, "HOME": str(folder), "MPLCONFIGDIR": str(folder)}
+
     def _populate(self, files: Mapping[str, bytes]) -> None:
         """The uid/none modes: the kernel's home on the host, owned by its uid."""
         home = Path(self.home)
@@ -259,6 +284,28 @@ class KernelBox:
             os.chown(home, self.uid, self.gid)
             os.chmod(home, 0o700)
 
+    def close_later(self, launcher: subprocess.Popen[bytes] | None) -> None:
+        """Close the box once the kernel's ``launcher`` (already sent SIGTERM, so it is killing
+        the sandbox) has exited, in a background thread: grading goes on meanwhile. A launcher
+        that lingers past the grace time is killed; :func:`drain` waits for every such close."""
+        thread = threading.Thread(target=self._reap, args=(launcher,), name="grader-reaper", daemon=True)
+        with _closing_lock:
+            _closing.append(thread)
+        thread.start()
+
+    def _reap(self, launcher: subprocess.Popen[bytes] | None) -> None:
+        try:
+            if launcher is not None:
+                try:
+                    launcher.wait(timeout=_REAP_GRACE)
+                except subprocess.TimeoutExpired:
+                    launcher.kill()
+                    launcher.wait()
+        finally:
+            self.close()
+            with _closing_lock:
+                _closing.remove(threading.current_thread())
+
     def close(self) -> None:
         """Kill what the kernel left (by uid) and remove the folder."""
         if self.uid is not None and self.mode == "uid":
@@ -269,6 +316,26 @@ class KernelBox:
             self._lease = None
 
 
+_REAP_GRACE = 5.0  # seconds a stopped launcher may take to tear its sandbox down
+_closing: list[threading.Thread] = []
+_closing_lock = threading.Lock()
+
+
+def drain() -> None:
+    """Wait until every box handed to :meth:`KernelBox.close_later` is closed (at exit, and
+    before a worker process ends: nothing of a sandbox outlives the grader)."""
+    while True:
+        with _closing_lock:
+            pending = list(_closing)
+        if not pending:
+            return
+        for thread in pending:
+            thread.join()
+
+
+atexit.register(drain)
+
+
 # -- the kernel manager --------------------------------------------------------------------------------
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -276,6 +343,7 @@ class SandboxKernelManager(AsyncKernelManager):
     ipykernel, whatever kernel name the notebook asks for."""
 
     box = AnyTrait(allow_none=True)
+    _life: socket.socket | None = None  # the proxy's end of a forked launcher's life socket
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -300,17 +368,40 @@ class SandboxKernelManager(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The launcher's command: a proxy of a launcher forked from this process's kernel
+        template (see :mod:`grader.sandbox.jail`), or the launcher itself where none runs."""
         box: KernelBox = self.box
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", box.connection_path, *(extra_arguments or [])]
+        env = box.template_env()
+        if env is not None:
+            spec = box.write_spec(argv, Path(self.connection_file), in_process=True)
+            self._life, theirs = socket.socketpair()
+            pid = template([sys.executable, str(JAIL), "--template"], env, "/").fork({"spec": str(spec)},
+                                                                                  [theirs.fileno()])
+            theirs.close()
+            if pid is not None:
+                box.sandbox_pid = pid
+                return [sys.executable, "-I", "-S", str(JAIL), "--proxy", str(pid), str(self._life.fileno())]
+            self._life.close()  # no template: a fresh Python, as below
+            self._life = None
         spec = box.write_spec(argv, Path(self.connection_file))
         return [sys.executable, "-I", "-S", str(JAIL), str(spec)]
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         kw.update(cwd=str(self.box.dir), env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                   stdout=subprocess.DEVNULL, stderr=None if os.environ.get("GRADER_SANDBOX_LOG") else subprocess.DEVNULL)
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        if self._life is not None:
+            kw["pass_fds"] = (self._life.fileno(),)
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        finally:
+            if self._life is not None:  # the proxy holds it now (or, if it did not start, nobody)
+                self._life.close()
+                self._life = None
+        if self.box.sandbox_pid is None:
+            self.box.sandbox_pid = self.provisioner.pid
         if self.box.mode == "namespaces":  # the kernel's sockets, seen from here
-            self.ip = f"/proc/{self.provisioner.pid}/root{BOX}/k"
+            self.ip = f"/proc/{self.box.sandbox_pid}/root{BOX}/k"
 
     async def _async_kill_kernel(self, restart: bool = False) -> None:
         """SIGTERM to the launcher first: it kills everything the kernel started (its

@@ -18,6 +18,17 @@ Every mode sets the rlimits of ``spec["rlimits"]`` and ``PR_SET_NO_NEW_PRIVS`` o
 gives it ``spec["env"]`` as its whole environment, /dev/null as stdin/stdout/stderr (its
 notebook output travels over the kernel protocol), and dies with its parent: a launcher whose
 parent (the grader) goes away kills the sandbox.
+
+Forked kernels (``spec["in_process"]``): ``python jail.py --template`` is a kernel template,
+started in the kernels' clean environment. It imports :data:`PRELOAD` (ipykernel, IPython, zmq,
+NumPy, matplotlib with the inline backend, the student-edition ``course`` first on its path)
+once, stays single-threaded, never runs a cell, and for each request (a spec and the
+``life`` socket) forks a launcher that does all of the above, except that the kernel is a fork
+that runs ``IPKernelApp`` in-process instead of exec'ing a fresh Python. jupyter_client holds
+``python -I -S jail.py --proxy PID FD`` instead: it passes SIGINT to the launcher's process
+group and SIGTERM to the launcher, and exits with the status the launcher writes on the life
+socket. The proxy dies with the grader; when the proxy dies (SIGKILL included) the life socket
+closes and the launcher kills the sandbox.
 """
 from __future__ import annotations
 
@@ -26,9 +37,12 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
+import socket
 import sys
 import time
+from collections.abc import Callable
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -42,6 +56,13 @@ _KEEP = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC
 DEVICES = ("null", "zero", "full", "random", "urandom")
 RLIMITS = {"AS": resource.RLIMIT_AS, "CPU": resource.RLIMIT_CPU, "NPROC": resource.RLIMIT_NPROC,
            "FSIZE": resource.RLIMIT_FSIZE, "NOFILE": resource.RLIMIT_NOFILE, "CORE": resource.RLIMIT_CORE}
+
+#: What a kernel template imports before any fork (a module that fails is the kernel's to import).
+PRELOAD = ("numpy", "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "zmq", "IPython",
+           "ipykernel.kernelapp", "ipykernel.ipkernel", "course", "course.backend", "course.data",
+           "course.functional", "course.gradcheck", "course.init", "course.losses", "course.nn",
+           "course.notebook", "course.ops", "course.optim", "course.plots", "course.schedules",
+           "course.testing", "course.train", "course.explore")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -177,11 +198,44 @@ def _exec_kernel(spec: dict, log: int | None) -> None:
     os.dup2(null if log is None else log, 2)
     os.closerange(3, report)
     os.closerange(report + 1, 65536)
+    if spec.get("in_process"):
+        os.close(report)
+        _run_kernel(spec)
     try:
         os.execve(spec["argv"][0], spec["argv"], spec["env"])
     except OSError:
         os.dup2(report, 2)
         raise
+
+
+def _run_kernel(spec: dict) -> None:
+    """In a fork of the template: become what ``exec(spec["argv"])`` (``python -m
+    ipykernel_launcher -f FILE``) would be, with what the template imported, and exit."""
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    sys.argv = [spec["argv"][0], *spec["argv"][3:]]  # [python, -m, ipykernel_launcher, -f, FILE]
+    sys.path.insert(0, os.getcwd())  # what -m puts first
+    import tempfile
+    tempfile.tempdir = None  # chosen again from $TMPDIR
+    for name in ("get_configdir", "get_cachedir"):  # again from $MPLCONFIGDIR
+        getattr(getattr(sys.modules.get("matplotlib"), name, None), "cache_clear", lambda: None)()
+    if "numpy" in sys.modules:  # a fresh global generator, as a new process has (random reseeds itself)
+        sys.modules["numpy"].random.seed()
+    code = 0
+    try:
+        from ipykernel import kernelapp
+        kernelapp.launch_new_instance()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:  # noqa: BLE001 - as an uncaught exception ends a Python
+        import traceback
+        traceback.print_exc()
+        code = 1
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    finally:
+        os._exit(code)
 
 
 def _start(spec: dict, log: int | None) -> None:
@@ -248,8 +302,9 @@ def _kill_descendants() -> None:
         time.sleep(0.01)
 
 
-def _guard_parent(parent: int, child: int) -> None:
-    """Block until ``child`` exits; kill it if our own parent goes away first."""
+def _guard_parent(parent: int, child: int, life: int | None = None) -> None:
+    """Block until ``child`` exits; kill it if our own parent goes away first, or the proxy
+    holding the other end of ``life`` does."""
     while True:
         try:
             pid, status = os.waitpid(child, os.WNOHANG)
@@ -259,7 +314,11 @@ def _guard_parent(parent: int, child: int) -> None:
             raise SystemExit(_status(status))
         if os.getppid() != parent:
             os.kill(child, signal.SIGKILL)
-        time.sleep(0.05)
+        if life is None:
+            time.sleep(0.05)
+        elif select.select([life], [], [], 0.05)[0] and not os.read(life, 64):
+            os.kill(child, signal.SIGKILL)
+            life = None
 
 
 def _pid1(spec: dict, owner: tuple[int, int]) -> None:
@@ -290,7 +349,8 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(spec_path: str) -> None:
+def main(spec_path: str, life: int | None = None) -> None:
+    """The launcher: start the sandbox of ``spec_path``, exit with the kernel's status."""
     with open(spec_path, encoding="utf-8") as fh:
         spec = json.load(fh)
     parent = os.getppid()
@@ -320,21 +380,111 @@ def main(spec_path: str) -> None:
                 print(f"grader sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
             os._exit(126)
         try:
-            _guard_parent(parent, child)
+            _guard_parent(parent, child, life)
         finally:  # PID 1 gone: the kernel ends every process of the namespace
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
+            with contextlib.suppress(OSError):  # reaped, so its CPU time counts as ours
+                os.waitpid(child, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     child = os.fork()
     if child == 0:
         _start(spec, _open_log(spec))
     try:
-        _guard_parent(parent, child)
+        _guard_parent(parent, child, life)
     finally:
         _kill_descendants()
         if mode == "uid":
             kill_uid(spec["uid"])
 
 
+# -- forked kernels: the template and the proxy -----------------------------------------------------
+
+def template() -> int:
+    """The kernel template (see the module docstring): on stdin (a SOCK_SEQPACKET socket),
+    requests ``{"spec": path}`` with one descriptor, the life socket; replies ``{"pid": P}``,
+    the launcher forked for it. Ends, reaping its launchers, when stdin closes."""
+    del sys.path[0]  # this folder: nothing of the grader is importable
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader's Ctrl-C is the grader's
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    import importlib
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the kernel meets the same error when it imports it
+            pass
+    if len(os.listdir("/proc/self/task")) != 1:  # a fork of a threaded process may deadlock
+        print("grader kernel template: a preloaded module started a thread", file=sys.stderr)
+        return 1
+    serve_forks(1, lambda request, fds: _launcher(request["spec"], fds[0]))
+    return 0
+
+
+def serve_forks(nfds: int, child: Callable[[dict, list[int]], None]) -> None:
+    """A template's loop (the protocol of :mod:`grader.sandbox.template`): for each request on
+    stdin with ``nfds`` descriptors, fork ``child(request, fds)`` (which must not return) and
+    reply its pid. Returns, having reaped every child, when stdin closes."""
+    control = socket.socket(fileno=0)
+    children: set[int] = set()
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(control, 1 << 16, nfds)
+        except OSError:
+            break
+        if not msg or len(fds) != nfds:
+            break
+        children -= {pid for pid in children if os.waitpid(pid, os.WNOHANG)[0]}
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            child(json.loads(msg), fds)
+            os._exit(1)
+        for fd in fds:
+            os.close(fd)
+        children.add(pid)
+        control.send(json.dumps({"pid": pid}).encode())
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+def _launcher(spec_path: str, life: int) -> None:
+    """A template's fork: :func:`main` for ``spec_path``, its status written on ``life``."""
+    with open(spec_path, encoding="utf-8") as fh:
+        log = json.load(fh).get("log")
+    os.dup2(os.open(log or os.devnull, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if log else 0), 0o600), 2)
+    code = 1
+    try:
+        main(spec_path, life)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:  # noqa: BLE001 - reported, then the launcher ends
+        print(f"grader sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(life, f"{code}\n".encode())
+        os._exit(code)
+
+
+def proxy(pid: int, life: int) -> int:
+    """What jupyter_client holds for a forked launcher ``pid``: signals passed on, its status."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the life socket closes: the launcher kills the sandbox
+    if os.getppid() == 1:
+        return 128 + signal.SIGKILL
+    signal.signal(signal.SIGINT, lambda *_: os.killpg(pid, signal.SIGINT))  # interrupts: the kernel's
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(life, 64)
+        if not chunk:
+            return 128 + signal.SIGKILL  # the launcher was killed before it could say
+        data += chunk
+    return int(data)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--template":
+        sys.exit(template())
+    if sys.argv[1] == "--proxy":
+        sys.exit(proxy(int(sys.argv[2]), int(sys.argv[3])))
     main(sys.argv[1])
