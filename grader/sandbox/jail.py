@@ -57,12 +57,10 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 RLIMITS = {"AS": resource.RLIMIT_AS, "CPU": resource.RLIMIT_CPU, "NPROC": resource.RLIMIT_NPROC,
            "FSIZE": resource.RLIMIT_FSIZE, "NOFILE": resource.RLIMIT_NOFILE, "CORE": resource.RLIMIT_CORE}
 
-#: What a kernel template imports before any fork (a module that fails is the kernel's to import).
+#: What a kernel template imports before any fork (a module that fails is the kernel's to import),
+#: then every module of the ``course`` it finds on its path (:func:`_preload`).
 PRELOAD = ("numpy", "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "zmq", "IPython",
-           "ipykernel.kernelapp", "ipykernel.ipkernel", "course", "course.backend", "course.data",
-           "course.functional", "course.gradcheck", "course.init", "course.losses", "course.nn",
-           "course.notebook", "course.ops", "course.optim", "course.plots", "course.schedules",
-           "course.testing", "course.train", "course.explore")
+           "ipykernel.kernelapp", "ipykernel.ipkernel", "course")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -407,17 +405,32 @@ def template() -> int:
     del sys.path[0]  # this folder: nothing of the grader is importable
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the grader's Ctrl-C is the grader's
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    import importlib
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the kernel meets the same error when it imports it
-            pass
+    _preload()
     if len(os.listdir("/proc/self/task")) != 1:  # a fork of a threaded process may deadlock
         print("grader kernel template: a preloaded module started a thread", file=sys.stderr)
         return 1
     serve_forks(1, lambda request, fds: _launcher(request["spec"], fds[0]))
     return 0
+
+
+def _preload() -> None:
+    """Import :data:`PRELOAD`, then the course's own modules (read from the package, so a new
+    one is preloaded too; ``course.demo`` is a script, not something notebooks import)."""
+    import importlib
+    import pkgutil
+
+    def load(name: str) -> None:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the kernel meets the same error when it imports it
+            pass
+
+    for name in PRELOAD:
+        load(name)
+    course = sys.modules.get("course")
+    for info in pkgutil.iter_modules(getattr(course, "__path__", []), "course."):
+        if info.name != "course.demo":
+            load(info.name)
 
 
 def serve_forks(nfds: int, child: Callable[[dict, list[int]], None]) -> None:
