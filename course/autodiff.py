@@ -404,7 +404,7 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
             if g is None:
                 continue
             if capture is not None and node in capture:
-                capture[node] = g if create_graph else _leaf(_keep(g, handed))
+                capture[node] = _captured(g, create_graph, handed)
             op, kwargs = node.op, node.kwargs
             if create_graph:
                 out, args = node, node.args
@@ -427,11 +427,16 @@ def _backprop(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool,
                 continue
             if capture is not None:
                 if node in capture:
-                    capture[node] = g if create_graph else _leaf(_keep(g, handed))
+                    capture[node] = _captured(g, create_graph, handed)
             elif node.requires_grad:
                 _accumulate(node, g, create_graph, handed)
     finally:
         _grad_enabled = old
+
+
+def _captured(g: Any, create_graph: bool, handed: set[int]) -> Any:
+    """A gradient :func:`grad` returns: the node itself with ``create_graph``, else a leaf of its own."""
+    return g if create_graph else _leaf(_keep(g, handed))
 
 
 def _accumulate(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
