@@ -38,7 +38,7 @@ import numpy as np
 
 __all__ = [
     "BackendUnavailable", "use", "xp", "name", "device", "rng", "random", "asarray",
-    "to_numpy", "is_array", "copy_array", "kernel", "register_kernel", "standard_only", "on_host",
+    "to_numpy", "is_array", "column_major", "copy_array", "kernel", "register_kernel", "standard_only", "on_host",
 ]
 
 Array = Any  # an array of the current namespace
@@ -165,6 +165,13 @@ def _load_cupy() -> Any:
 def is_array(x: Any) -> bool:
     """Whether ``x`` is an array of some namespace (it has a shape and a dtype)."""
     return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def column_major(x: Any) -> bool:
+    """Whether the array ``x`` is stored column-major (Fortran order) and not also row-major;
+    False for arrays without layout flags (the array API standard has none)."""
+    flags = getattr(x, "flags", None)
+    return flags is not None and bool(flags.f_contiguous) and not flags.c_contiguous
 
 
 def copy_array(x: Any) -> Any:

@@ -278,8 +278,9 @@ class Linear(Module):
             raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, out_features={out_features}")
         self.in_features, self.out_features = in_features, out_features
         draw = default_init if init is None else _initializer(init)
-        weight = draw((out_features, in_features), B.rng(rng), dtype=dtype)
-        self.weight = Parameter(B.asarray(weight))
+        weight = B.asarray(draw((out_features, in_features), B.rng(rng), dtype=dtype))
+        layout = B.kernel("linear_weight", layout=True)  # course.fast: a GEMM-friendly memory order
+        self.weight = Parameter(weight if layout is None else layout(weight))
         self.bias = Parameter(B.asarray(weight_init.zeros((out_features,), dtype=dtype))) if bias else None
 
     def forward(self, x: Any) -> Tensor:

@@ -163,7 +163,17 @@ def sigmoid(a):
 
 @primitive
 def relu(a):
-    return B.xp.maximum(a, 0.0)
+    fast = B.kernel("relu")  # course.fast: one compiled pass instead of NumPy's NaN-aware maximum
+    return B.xp.maximum(a, 0.0) if fast is None else fast(a)
+
+
+def _relu_vjp(g: Any, out: Any, a: Any) -> Any:
+    """g·[a > 0]: a 0/1 mask multiplies (much faster than ``where``; a NaN or inf in g stays
+    NaN where the mask is 0, as in the product)."""
+    fast = None if isinstance(g, Tensor) else B.kernel("relu_vjp")
+    if fast is not None:
+        return fast(g, a)
+    return g * B.xp.astype(_raw(a) > 0, g.dtype)
 
 
 @primitive
@@ -201,8 +211,7 @@ defvjp(log, lambda g, out, a: g / a, on_arrays=True)
 defvjp(sqrt, lambda g, out, a: g / out * 0.5, on_arrays=True)
 defvjp(tanh, lambda g, out, a: g * (1 - out * out), on_arrays=True)
 defvjp(sigmoid, lambda g, out, a: g * out * (1 - out), on_arrays=True)
-defvjp(relu, lambda g, out, a: g * B.xp.astype(_raw(a) > 0, g.dtype),  # a 0/1 mask: much faster than where
-       on_arrays=True)
+defvjp(relu, _relu_vjp, on_arrays=True)
 defvjp(leaky_relu, lambda g, out, a, negative_slope=0.01: where(_raw(a) > 0, g, g * negative_slope),
        on_arrays=True)
 defvjp(abs, lambda g, out, a: g * B.xp.sign(_raw(a)), on_arrays=True)
@@ -482,9 +491,19 @@ def _flat2(t: Tensor) -> Tensor:
     return t if t.ndim == 2 else reshape(t, (-1, t.shape[-1]))
 
 
+def _linear_weight_vjp(g, out, x, w, b=None):
+    """∂L/∂W = gᵀx. For a W stored column-major (course.fast stores Linear weights so) it is
+    written column-major too, as a new array: an optimizer then reads W and its gradient side
+    by side, and the backward pass can hand it over without a copy."""
+    g2, x2 = _flat2(g), _flat2(x)
+    if B.name == "numpy" and not isinstance(g2, Tensor) and B.column_major(_raw(w)):
+        return B.xp.matmul(_mT(g2), x2, order="F")
+    return _mT(g2) @ x2
+
+
 defvjp(linear,
        lambda g, out, x, w, b=None: g @ w,
-       lambda g, out, x, w, b=None: _mT(_flat2(g)) @ _flat2(x),
+       _linear_weight_vjp,
        lambda g, out, x, w, b=None: sum(g, axis=tuple(range(g.ndim - 1))), on_arrays=True)
 
 

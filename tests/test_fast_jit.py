@@ -158,17 +158,22 @@ OPTIMIZERS = [
     (optim.AdamW, dict(lr=0.01, weight_decay=0.1)),
     (optim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
 ]
-# large tensors (used in place), runs of small ones (joined), odd sizes, a 0-d and a 1-element one
-SHAPES = [(257, 129), (3,), (), (1,), (300, 70), (5, 7), (40_000,), (13,)]
+# large tensors, runs of small ones, odd sizes, a 0-d and a 1-element one; more than one call's
+# worth of parameters (jit._TUPLE); "F": stored column-major, with a gradient in either order
+SHAPES = [(257, 129), (3,), (), (1,), (300, 70, "F"), (5, 7), (40_000,), (13,), (64, 33, "F"),
+          (9, 4, "F"), (2, 2)]
 
 
 def _train(cls, kwargs, dtype, *, flat, standard, steps=4):
     rng = np.random.default_rng(11)
-    params = [Parameter(rng.standard_normal(s).astype(dtype)) for s in SHAPES]
+    params = []
+    for *shape, order in [(*s, "C") if "F" not in s else s for s in SHAPES]:
+        params.append(Parameter(np.asarray(rng.standard_normal(shape), dtype, order=order)))
     opt = cls(params, **kwargs) if flat else cls(params, **kwargs, flat=False)
-    for _ in range(steps):
-        for p in params:
-            p.grad = Tensor(rng.standard_normal(p.shape).astype(dtype))
+    for step in range(steps):
+        for j, p in enumerate(params):
+            order = "F" if (j + step) % 2 else "C"
+            p.grad = Tensor(np.asarray(rng.standard_normal(p.shape), dtype, order=order))
         if standard:
             with B.standard_only():
                 opt.step()
@@ -191,6 +196,71 @@ def test_optimizer_kernels_equal_the_reference_rule(path, cls, kwargs, dtype):
                     assert state[j][key] == value
                 else:
                     _close(np.asarray(state[j][key]), np.asarray(value), dtype, f"{path} state {j} {key}")
+
+
+def test_flat_buffers_keep_each_parameters_memory_order():
+    """A column-major parameter stays column-major, as a view of the flat buffer, and so do its
+    optimizer states as the optimizer publishes them."""
+    a = Parameter(np.asfortranarray(np.arange(12.0).reshape(3, 4)))
+    b = Parameter(np.arange(5.0))
+    opt = optim.SGD([a, b], lr=0.5, momentum=0.9)
+    assert a.data.flags.f_contiguous and not a.data.flags.owndata
+    np.testing.assert_array_equal(a.data, np.arange(12.0).reshape(3, 4))
+    a.grad, b.grad = Tensor(np.ones((3, 4))), Tensor(np.ones(5))
+    opt.step()
+    np.testing.assert_array_equal(a.data, np.arange(12.0).reshape(3, 4) - 0.5)
+    buf = opt.state_dict()["state"][0]["momentum_buffer"]
+    np.testing.assert_array_equal(buf, np.ones((3, 4)))
+    assert opt._state[0]["momentum_buffer"].flags.f_contiguous
+
+
+def test_linear_weights_and_their_gradients_are_column_major():
+    """course.fast stores Linear's W column-major (x Wᵀ is then an untransposed GEMM); ∂L/∂W comes
+    out in the same order and is handed over without a copy; training matches a row-major W."""
+    layer = nn.Linear(6, 4, rng=0)
+    assert layer.weight.data.flags.f_contiguous
+    x = Tensor(np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32))
+    (layer(x) ** 2).sum().backward()
+    g = layer.weight.grad.data
+    assert g.flags.f_contiguous and g.flags.owndata
+    models = [nn.MLP([30, 20, 3], rng=0) for _ in range(2)]
+    for p in models[1].parameters():
+        p.data = np.ascontiguousarray(p.data)
+    y = np.arange(8) % 3
+    xb = Tensor(np.random.default_rng(2).standard_normal((8, 30)).astype(np.float32))
+    for model in models:
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(3):
+            opt.zero_grad()
+            losses.cross_entropy(model(xb), y).backward()
+            opt.step()
+    assert models[0][0].weight.data.flags.f_contiguous and models[1][0].weight.data.flags.c_contiguous
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6)
+
+
+# -- ReLU ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernels_equal_the_ufuncs_bit_for_bit(path, dtype):
+    """max(a, 0) and g·[a > 0], NaN, ±inf and −0 included (the signs of zeros too)."""
+    rng = np.random.default_rng(5)
+    for shape in [(6,), (128, 256), (7, 5, 3)]:
+        a = rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        flat_a, flat_g = a.reshape(-1), g.reshape(-1)
+        flat_a[:3] = [np.nan, -0.0, np.inf]
+        flat_g[:3] = [1.0, np.inf, np.nan]
+        flat_a[3:6], flat_g[3:6] = -1.0, [np.inf, np.nan, -2.0]
+        x = Parameter(a)
+        with np.errstate(invalid="ignore"):  # inf·0 in the product
+            out = nn.ReLU()(x)
+            out.backward(g)
+            want_out, want_grad = np.maximum(a, 0.0), g * (a > 0).astype(dtype)
+        for got, want in ((out.data, want_out), (x.grad.data, want_grad)):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
 def test_sgd_step_reads_large_gradients_in_place(path, monkeypatch):
@@ -274,7 +344,7 @@ def test_a_kernel_compiles_without_a_writable_cache(monkeypatch):
     monkeypatch.setattr(numba, "njit", njit)
     monkeypatch.setattr(jit, "_compiled", {})
     p, g = np.ones(5), np.full(5, 2.0)
-    jit.sgd(p, g, p[:0], lr=0.5, weight_decay=0.0, momentum=0.0, dampening=0.0, first=False, nesterov=False)
+    jit.sgd(p, [g], p[:0], lr=0.5, weight_decay=0.0, momentum=0.0, dampening=0.0, first=False, nesterov=False)
     np.testing.assert_array_equal(p, np.zeros(5))
 
 

@@ -28,24 +28,37 @@ def joined(grad: Any) -> Any:
 
 
 class _Group:
-    """Parameters of one dtype held in one contiguous buffer, and their state as flat arrays."""
+    """Parameters of one dtype held in one contiguous buffer, and their state as flat arrays.
 
-    __slots__ = ("index", "buffer", "views", "slices", "state", "active", "published")
+    Each parameter keeps its memory order: a column-major one (``course.fast`` stores Linear
+    weights so) lies in the buffer as its transpose, row-major, and its view is transposed back.
+    """
+
+    __slots__ = ("index", "buffer", "views", "slices", "flipped", "state", "active", "published")
 
     def __init__(self, index: list[int], params: list[Any]) -> None:
-        xp = B.xp
         self.index = index
         arrays = [params[i].data for i in index]
-        self.buffer = xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+        self.flipped = [B.column_major(a) for a in arrays]
+        self.buffer = B.xp.concat([self.flat(a, k) for k, a in enumerate(arrays)])
         self.slices, start = [], 0
         for a in arrays:
             self.slices.append(slice(start, start + a.size))
             start += a.size
-        self.views = [xp.reshape(self.buffer[s], tuple(a.shape)) for s, a in zip(self.slices, arrays)]
+        self.views = [self.shaped(self.buffer[s], k, tuple(a.shape))
+                      for k, (s, a) in enumerate(zip(self.slices, arrays))]
         for i, view in zip(index, self.views):
             params[i].data = view
         self.state: State = {}
         self.active, self.published = True, True
+
+    def flat(self, a: Any, k: int) -> Any:
+        """Parameter ``k``'s array ``a`` (its value, gradient or state) 1-D in buffer order."""
+        return B.xp.reshape(a.T if self.flipped[k] else a, (-1,))
+
+    def shaped(self, piece: Any, k: int, shape: tuple[int, ...]) -> Any:
+        """The view of a 1-D ``piece`` in buffer order as parameter ``k``'s array of ``shape``."""
+        return B.xp.reshape(piece, shape[::-1]).T if self.flipped[k] else B.xp.reshape(piece, shape)
 
 
 class FlatGroups:
@@ -101,7 +114,7 @@ class FlatGroups:
             g = p.grad.data
             if tuple(g.shape) != tuple(p.data.shape):
                 raise ValueError(f"parameter {i} has shape {p.shape} but its gradient has shape {tuple(g.shape)}")
-            grads.append(g)
+            grads.append(g.T if group.flipped[k] else g)  # in buffer order (a view for a matching layout)
         if kern is not None:  # the kernels take the segments: no concatenated copy of the gradients
             kern(group.buffer, grads, group.state)
         else:
@@ -138,10 +151,10 @@ class FlatGroups:
 
     def _publish(self, group: _Group) -> None:
         n = group.buffer.shape[0]
-        for i, s, view in zip(group.index, group.slices, group.views):
+        for k, (i, s, view) in enumerate(zip(group.index, group.slices, group.views)):
             self.opt._state[i] = {
-                k: B.xp.reshape(v[s], tuple(view.shape)) if B.is_array(v) and tuple(v.shape) == (n,) else v
-                for k, v in group.state.items()
+                key: group.shaped(v[s], k, tuple(view.shape)) if B.is_array(v) and tuple(v.shape) == (n,) else v
+                for key, v in group.state.items()
             }
         group.published = True
 
@@ -161,7 +174,7 @@ class FlatGroups:
         if agree:
             group.state = {k: v for k, v in first.items() if k not in arrays}
             for k in arrays:
-                group.state[k] = xp.concat([xp.reshape(s[k], (-1,)) for s in states])
+                group.state[k] = xp.concat([group.flat(s[k], j) for j, s in enumerate(states)])
             self._publish(group)
 
 

@@ -39,10 +39,11 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _compiled: dict[str, Callable[..., Any]] = {}
 
 
-def use(*arrays: Array) -> bool:
-    """Whether the compiled kernels take these arrays: Numba present, big enough, one float
-    dtype (float32/float64), C-contiguous (one machine-code version per dtype and rank)."""
-    if not available or arrays[0].size < MIN_SIZE:
+def use(*arrays: Array, min_size: int | None = None) -> bool:
+    """Whether the compiled kernels take these arrays: Numba present, at least ``min_size``
+    elements (default ``MIN_SIZE``), one float dtype (float32/float64), C-contiguous (one
+    machine-code version per dtype and rank)."""
+    if not available or arrays[0].size < (MIN_SIZE if min_size is None else min_size):
         return False
     dtype = arrays[0].dtype
     return dtype in _FLOATS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
@@ -76,6 +77,37 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     call.__name__ = call.__qualname__ = fn.__name__
     call.__doc__ = fn.__doc__
     return call
+
+
+# -- ReLU ---------------------------------------------------------------------------------
+
+@_jit
+def _relu(a, out, zero):  # pragma: no cover - compiled
+    """out = max(a, 0), NaN kept (as NumPy's maximum); ``zero`` is 0 in a's dtype."""
+    for i in range(a.size):
+        x = a[i]
+        out[i] = x if x > 0 or x != x else zero
+
+
+@_jit
+def _relu_vjp(g, a, out, zero):  # pragma: no cover - compiled
+    """out = g·[a > 0], as the product: a NaN or inf in g gives NaN where the mask is 0."""
+    for i in range(a.size):
+        out[i] = g[i] if a[i] > 0 else g[i] * zero
+
+
+def relu(a: Array) -> Array:
+    """max(a, 0) of a C-contiguous float array, as a new array."""
+    out = np.empty_like(a)
+    _relu(a.reshape(-1), out.reshape(-1), a.dtype.type(0))
+    return out
+
+
+def relu_vjp(g: Array, a: Array) -> Array:
+    """g·[a > 0] of two C-contiguous float arrays of one shape and dtype, as a new array."""
+    out = np.empty_like(g)
+    _relu_vjp(g.reshape(-1), a.reshape(-1), out.reshape(-1), g.dtype.type(0))
+    return out
 
 
 # -- batch norm -----------------------------------------------------------------------------
@@ -155,10 +187,13 @@ def batchnorm_backward(dy: Array, x: Array, gamma: Array, mean: Array, var: Arra
 @_jit
 def _cross_entropy(z, labels, scale, nll, dz):  # pragma: no cover - compiled
     """Per row: m = max z, s = Σ e^{z−m}, ℓ = log s + m − z_y, dz = scale·(e^{z−m}/s − onehot(y)).
-    The labels are in [0, C) (checked by the caller)."""
+    Returns Σℓ (float64), or −1 at the first label outside [0, C) (the outputs are then unset)."""
     n, c = z.shape
+    total = 0.0
     for i in range(n):
         y = labels[i]
+        if y < 0 or y >= c:
+            return -1.0
         m = z[i, 0]
         for k in range(1, c):
             if z[i, k] > m:
@@ -173,60 +208,100 @@ def _cross_entropy(z, labels, scale, nll, dz):  # pragma: no cover - compiled
             dz[i, k] *= r
         dz[i, y] -= scale
         nll[i] = math.log(s) + m - z[i, y]
+        total += nll[i]
+    return total
 
 
-def cross_entropy(logits: Array, labels: Array, scale: float) -> tuple[Array, Array]:
-    """Per-sample losses (float64) and ``scale``·(softmax − onehot) of (N, C) logits whose
-    labels lie in [0, C)."""
+def cross_entropy(logits: Array, labels: Array, scale: float) -> tuple[Array, float, Array] | None:
+    """``(per-sample losses (float64), their sum, scale·(softmax − onehot))`` of (N, C) logits,
+    or None when a label lies outside [0, C)."""
     nll, dz = np.empty(logits.shape[0]), np.empty_like(logits)
-    _cross_entropy(logits, np.ascontiguousarray(labels), logits.dtype.type(scale), nll, dz)
-    return nll, dz
+    total = _cross_entropy(logits, np.ascontiguousarray(labels, np.int64), logits.dtype.type(scale), nll, dz)
+    return None if total < 0 else (nll, total, dz)
 
 
 # -- optimizer steps (flat 1-D arrays) ------------------------------------------------------
+# A flat parameter buffer's gradients arrive as separate arrays, one per parameter, in order.
+# The kernels take them as a tuple of _TUPLE arrays (padded with empty ones), so one call updates
+# up to _TUPLE parameters without concatenating their gradients, and each kernel is compiled for
+# one tuple type per dtype, whatever the number of parameters.
+
+_TUPLE = 8
+
 
 @_jit
-def _sgd(p, g, b, lr, wd, mu, keep, first, nesterov):  # pragma: no cover - compiled
+def _sgd(p, gs, b, lr, wd, mu, keep, first, nesterov):  # pragma: no cover - compiled
     """d = g + λp; b ← d (first) or μb + (1−τ)d; d ← d + μb (Nesterov) or b; p ← p − lr·d.
-    Without momentum ``b`` is a 0-length array and d = g + λp."""
+    ``gs`` covers ``p`` in order; without momentum ``b`` is a 0-length array and d = g + λp."""
     momentum = b.size > 0
-    for i in range(p.size):
-        d = g[i] + wd * p[i]
-        if momentum:
-            bi = d if first else mu * b[i] + keep * d
-            b[i] = bi
-            d = d + mu * bi if nesterov else bi
-        p[i] -= lr * d
+    start = 0
+    for g in gs:  # per segment, views of p and b: the inner loop stays a vectorizable one
+        n = g.size
+        ps = p[start:start + n]
+        bs = b[start:start + n] if momentum else b
+        for i in range(n):
+            d = g[i] + wd * ps[i]
+            if momentum:
+                bi = d if first else mu * bs[i] + keep * d
+                bs[i] = bi
+                d = d + mu * bi if nesterov else bi
+            ps[i] -= lr * d
+        start += n
 
 
 @_jit
-def _adam(p, g, m, v, vmax, l2, decay, a1, a2, step, eps_c):  # pragma: no cover - compiled
+def _adam(p, gs, m, v, vmax, l2, decay, a1, a2, step, eps_c):  # pragma: no cover - compiled
     """g ← g + l2·p; p ← decay·p; m += a1·(g − m); v += a2·(g² − v) (a = 1 − β);
-    p −= step·m/(√v' + eps_c), v' = max(vmax, v) when ``vmax`` is not empty (AMSGrad)."""
+    p −= step·m/(√v' + eps_c), v' = max(vmax, v) when ``vmax`` is not empty (AMSGrad).
+    ``gs`` covers ``p`` in order."""
     ams = vmax.size > 0
-    for i in range(p.size):
-        gi = g[i] + l2 * p[i]
-        pi = p[i] * decay
-        mi = m[i] + a1 * (gi - m[i])
-        vi = v[i] + a2 * (gi * gi - v[i])
-        m[i] = mi
-        v[i] = vi
-        if ams:
-            if vi < vmax[i]:
-                vi = vmax[i]
-            vmax[i] = vi
-        p[i] = pi - step * mi / (math.sqrt(vi) + eps_c)
+    start = 0
+    for g in gs:
+        n = g.size
+        ps, ms, vs = p[start:start + n], m[start:start + n], v[start:start + n]
+        xs = vmax[start:start + n] if ams else vmax
+        for i in range(n):
+            gi = g[i] + l2 * ps[i]
+            pi = ps[i] * decay
+            mi = ms[i] + a1 * (gi - ms[i])
+            vi = vs[i] + a2 * (gi * gi - vs[i])
+            ms[i] = mi
+            vs[i] = vi
+            if ams:
+                if vi < xs[i]:
+                    vi = xs[i]
+                xs[i] = vi
+            ps[i] = pi - step * mi / (math.sqrt(vi) + eps_c)
+        start += n
 
 
-def sgd(p: Array, g: Array, b: Array, *, lr: float, weight_decay: float, momentum: float,
+def _chunks(p: Array, grads: list[Array], *state: Array) -> Any:
+    """``(p piece, tuple of _TUPLE gradients, state pieces)`` covering ``p`` in order; an empty
+    state array (no momentum, no AMSGrad) is passed on as it is."""
+    start, pad = 0, p[:0]
+    for k in range(0, len(grads), _TUPLE):
+        chunk = grads[k:k + _TUPLE]
+        stop = start + sum(g.size for g in chunk)
+        pieces = tuple(a[start:stop] if a.size else a for a in state)
+        yield p[start:stop], tuple(chunk) + (pad,) * (_TUPLE - len(chunk)), pieces
+        start = stop
+
+
+def sgd(p: Array, grads: list[Array], b: Array, *, lr: float, weight_decay: float, momentum: float,
         dampening: float, first: bool, nesterov: bool) -> None:
-    """One SGD step on 1-D arrays in place (``b`` the momentum buffer, or empty)."""
+    """One SGD step in place on the 1-D ``p``, whose consecutive segments the 1-D C-contiguous
+    ``grads`` of ``p``'s dtype are (``b`` the momentum buffer, or empty)."""
     s = p.dtype.type
-    _sgd(p, g, b, s(lr), s(weight_decay), s(momentum), s(1 - dampening), first, nesterov)
+    args = (s(lr), s(weight_decay), s(momentum), s(1 - dampening), first, nesterov)
+    for piece, gs, (bp,) in _chunks(p, grads, b):
+        _sgd(piece, gs, bp, *args)
 
 
-def adam(p: Array, g: Array, m: Array, v: Array, vmax: Array, *, l2: float, decay: float,
+def adam(p: Array, grads: list[Array], m: Array, v: Array, vmax: Array, *, l2: float, decay: float,
          betas: tuple[float, float], step: float, eps_c: float) -> None:
-    """One Adam/AdamW step on 1-D arrays in place (``vmax`` empty without AMSGrad)."""
+    """One Adam/AdamW step in place on the 1-D ``p`` (``grads`` as in :func:`sgd`; ``vmax``
+    empty without AMSGrad)."""
     s = p.dtype.type
-    _adam(p, g, m, v, vmax, s(l2), s(decay), s(1 - betas[0]), s(1 - betas[1]), s(step), s(eps_c))
+    args = (s(l2), s(decay), s(1 - betas[0]), s(1 - betas[1]), s(step), s(eps_c))
+    for piece, gs, (mp, vp, xp) in _chunks(p, grads, m, v, vmax):
+        _adam(piece, gs, mp, vp, xp, *args)
