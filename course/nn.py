@@ -267,7 +267,8 @@ class Linear(Module):
     ``init`` (a course.init name or a callable ``f(shape, rng, dtype=...)``) draws W; b starts
     at zero. Default (:func:`default_init`): PyTorch's U[±1/√in_features]. It keeps the
     variance of activations only for shallow networks; ``init="kaiming_uniform"`` suits ReLU
-    stacks and ``"xavier_uniform"`` tanh/sigmoid layers.
+    stacks and ``"xavier_uniform"`` tanh/sigmoid layers. With :mod:`course.fast` W is stored
+    column-major (Wᵀ contiguous, same shape and values): x Wᵀ is then an untransposed GEMM.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
