@@ -496,15 +496,20 @@ def _linear_weight_vjp(g, out, x, w, b=None):
     written column-major too, as a new array: an optimizer then reads W and its gradient side
     by side, and the backward pass can hand it over without a copy."""
     g2, x2 = _flat2(g), _flat2(x)
-    if B.name == "numpy" and not isinstance(g2, Tensor) and B.column_major(_raw(w)):
-        return B.xp.matmul(_mT(g2), x2, order="F")
-    return _mT(g2) @ x2
+    if isinstance(g2, Tensor):  # create_graph=True: recorded
+        return _mT(g2) @ x2
+    if B.name == "numpy" and B.column_major(w):
+        return B.xp.matmul(g2.mT, x2, order="F")
+    return g2.mT @ x2
 
 
-defvjp(linear,
-       lambda g, out, x, w, b=None: g @ w,
-       _linear_weight_vjp,
-       lambda g, out, x, w, b=None: sum(g, axis=tuple(range(g.ndim - 1))), on_arrays=True)
+def _linear_bias_vjp(g, out, x, w, b=None):
+    """∂L/∂b = Σ g over every axis but the last (on arrays: one reduction, no recorded op)."""
+    axes = tuple(range(g.ndim - 1))
+    return sum(g, axis=axes) if isinstance(g, Tensor) else B.xp.sum(g, axis=axes)
+
+
+defvjp(linear, lambda g, out, x, w, b=None: g @ w, _linear_weight_vjp, _linear_bias_vjp, on_arrays=True)
 
 
 # -- Tensor operators and methods are these primitives --------------------------------------
