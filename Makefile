@@ -9,6 +9,9 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (auto: one per CPU; tests/_schedule.py says who runs
+# what). PYTEST_WORKERS=0 runs the suite in one process, for debugging (pdb, -s, print).
+PYTEST_WORKERS ?= auto
 LAB_ARGS ?=
 # The student JupyterLab set-up (lab/student/), written into .venv by lab/start.py.
 LAB_STAMP := $(VENV)/.lab-student
@@ -59,7 +62,7 @@ demo: install
 test: export OMP_NUM_THREADS ?= 1
 test: export OPENBLAS_NUM_THREADS ?= 1
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # A quick part of the suite: the library, the grader's units and one assignment graded by real
 # nbgrader. CI runs it on the oldest Python of the machine as well, in its own venv:

@@ -41,3 +41,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
         yield B
     finally:
         course.use("numpy")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``-n N`` (``--dist load``, the default, ``loadscope`` or ``loadfile``): whole modules per
+    worker, heaviest first (tests/_schedule.py). xdist's own ``loadgroup`` cannot do it: it
+    marks groups by renaming ``item._nodeid``, which pytest 9 ignores."""
+    if config.getvalue("dist") not in ("load", "loadscope", "loadfile"):
+        return None
+    from _schedule import ModuleScheduling  # xdist is imported only by a parallel run
+
+    return ModuleScheduling(config, log)

@@ -266,15 +266,25 @@ def test_the_sweep_finds_the_full_librarys_reference(library_functions, ex):
 
 
 class _silent:
-    """Swallow what candidates print (some are plotting or progress helpers)."""
+    """Swallow what candidates print (some are plotting or progress helpers) and close the
+    pyplot figures they open (left open, they would fail test_plots in the same process)."""
 
     def __enter__(self) -> None:
         self._out, self._err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = open(os.devnull, "w")
+        self._figures = set(_pyplot_figures())
 
     def __exit__(self, *exc: Any) -> None:
         sys.stdout.close()
         sys.stdout, sys.stderr = self._out, self._err
+        for num in set(_pyplot_figures()) - self._figures:
+            sys.modules["matplotlib.pyplot"].close(num)
+
+
+def _pyplot_figures() -> list[int]:
+    """Numbers of the open pyplot figures; none when no candidate imported pyplot yet."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    return plt.get_fignums() if plt else []
 
 
 # -- the classes: their defaults ask for the student's function -----------------------------------

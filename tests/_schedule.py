@@ -1,0 +1,71 @@
+"""How ``pytest -n N`` (pytest-xdist) shares the suite out among its workers (used by conftest.py).
+
+A work unit is a whole module, so a module-scoped fixture (a graded course) is made once, on
+one worker; the modules in :data:`SPREAD`, whose tests are independent end-to-end runs, are
+split into one unit per test. Units go out heaviest first (:data:`COST`), the rest in
+collection order, so the long runs start at once and the workers finish together.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from xdist.scheduler import LoadScopeScheduling
+
+#: Modules without module-scoped fixtures whose tests are each a long nbgrader run.
+SPREAD = frozenset({"tests/test_assignments.py", "tests/test_grader_variants.py",
+                    "tests/test_notebook_errors.py", "tests/test_explore.py"})
+
+#: Seconds of the heaviest units in one process on the 2-core CI machine, by node id prefix
+#: (a module, or a test of a SPREAD module without its parameters). Only the order matters.
+COST = {
+    "tests/test_grader_distributed.py": 105,
+    "tests/test_grader_attacks.py": 70,
+    "tests/test_assignments.py::test_solutions_full_marks": 38,
+    "tests/test_lab_browser.py": 38,
+    "tests/test_student_edition.py": 36,
+    "tests/test_grader_collect.py": 36,
+    "tests/test_grader_audit.py": 35,
+    "tests/test_grader_trust.py": 29,
+    "tests/test_grader_variants.py::test_one_mistake": 24,
+    "tests/test_grader_broken.py": 20,
+    "tests/test_grader_unusual.py": 15,
+    "tests/test_assignments.py::test_half_done": 10,
+    "tests/test_grader_parallel.py": 11,
+    "tests/test_grader_export.py": 11,
+    "tests/test_grader_pipeline.py": 9,
+    "tests/test_grader_report.py": 8,
+    "tests/test_grader_selfcheck.py": 8,
+    "tests/test_grader_variants.py::test_accepted": 8,
+    "tests/test_grader_stock.py": 5,
+    "tests/test_assignments.py::test_feedback": 4,
+    "tests/test_notebook_errors.py": 3,
+    "tests/test_explore.py::test_headless": 3,
+}
+
+
+def unit_of(nodeid: str) -> str:
+    """The work unit of a test: its module, or the test itself in a SPREAD module."""
+    module = nodeid.split("::", 1)[0]
+    return nodeid if module in SPREAD else module
+
+
+def cost_of(unit: str) -> float:
+    """The :data:`COST` of the longest prefix of ``unit`` listed there; 0 if none is."""
+    prefixes = [prefix for prefix in COST if unit.startswith(prefix)]
+    return COST[max(prefixes, key=len)] if prefixes else 0
+
+
+class ModuleScheduling(LoadScopeScheduling):
+    """``--dist loadscope`` with the units of :func:`unit_of`, handed out heaviest first."""
+
+    _ordered = False
+
+    def _split_scope(self, nodeid: str) -> str:
+        return unit_of(nodeid)
+
+    def _assign_work_unit(self, node) -> None:
+        # schedule() fills the queue in collection order before it assigns the first unit
+        if not self._ordered:
+            self.workqueue = OrderedDict(sorted(self.workqueue.items(), key=lambda item: -cost_of(item[0])))
+            self._ordered = True
+        super()._assign_work_unit(node)
