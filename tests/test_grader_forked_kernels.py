@@ -43,15 +43,19 @@ async def _kernel(box: KernelBox, code: str, interrupt: bool = False) -> tuple[d
     try:
         await kc.wait_for_ready(timeout=60)
         if interrupt:  # a cell that would run for a minute, interrupted as nbclient does on a timeout
-            msg_id = kc.execute("import time; time.sleep(60)")
+            # stop_on_error=False, as nbgrader's allow_errors sends it: with the default, the kernel
+            # aborts requests that reach it before its "stop aborting" message, so under load the
+            # next cell could come back aborted, with no output
+            msg_id = kc.execute("import time; time.sleep(60)", stop_on_error=False)
             await asyncio.sleep(1.0)
             await km.interrupt_kernel()
             reply = await kc.get_shell_msg(timeout=20)
             assert reply["parent_header"]["msg_id"] == msg_id
             assert reply["content"]["ename"] == "KeyboardInterrupt"
         lines: list[str] = []
-        await kc.execute_interactive(code, timeout=60, output_hook=lambda m: lines.append(
+        reply = await kc.execute_interactive(code, timeout=60, output_hook=lambda m: lines.append(
             m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
         return json.loads("".join(lines).strip().splitlines()[-1]), km
     finally:
         kc.stop_channels()
