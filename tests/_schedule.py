@@ -18,7 +18,7 @@ SPREAD = frozenset({"tests/test_assignments.py", "tests/test_grader_variants.py"
 #: Seconds of the heaviest units in one process on the 2-core CI machine, by node id prefix
 #: (a module, or a test of a SPREAD module without its parameters). Only the order matters.
 COST = {
-    "tests/test_grader_distributed.py": 105,
+    "tests/test_real_class.py": 120,
     "tests/test_grader_attacks.py": 70,
     "tests/test_assignments.py::test_solutions_full_marks": 38,
     "tests/test_lab_browser.py": 38,
@@ -26,10 +26,10 @@ COST = {
     "tests/test_grader_collect.py": 36,
     "tests/test_grader_audit.py": 35,
     "tests/test_grader_trust.py": 29,
+    "tests/test_grader_distributed.py": 35,
     "tests/test_grader_variants.py::test_one_mistake": 24,
     "tests/test_grader_broken.py": 20,
     "tests/test_grader_unusual.py": 15,
-    "tests/test_assignments.py::test_half_done": 10,
     "tests/test_grader_parallel.py": 11,
     "tests/test_grader_export.py": 11,
     "tests/test_grader_pipeline.py": 9,
@@ -37,7 +37,6 @@ COST = {
     "tests/test_grader_selfcheck.py": 8,
     "tests/test_grader_variants.py::test_accepted": 8,
     "tests/test_grader_stock.py": 5,
-    "tests/test_assignments.py::test_feedback": 4,
     "tests/test_notebook_errors.py": 3,
     "tests/test_explore.py::test_headless": 3,
 }

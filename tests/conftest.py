@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import course
+from _postgres import postgres_url  # noqa: F401 - a fixture of the gradebook tests (a server per module)
 from course import backend as B
 
 _COMMON = dict(

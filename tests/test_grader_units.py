@@ -407,6 +407,34 @@ def test_verify_feedback_sees_through_markup_and_deletes_leaks(tmp_path):
     assert clean.exists() and not leaky.exists()
 
 
+def test_verify_feedback_lets_a_student_show_what_their_own_answer_writes(tmp_path):
+    """A student's answer that names a forbidden text (a comment on grader.checks) keeps its
+    page; the same text once more than the answers write it (from a hidden test), or written
+    only in a locked cell of the submission (which nbgrader overwrites), is a leak."""
+    root = tmp_path / "root"
+    (root / "solutions" / "01_x").mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "### BEGIN HIDDEN TESTS\nfrom grader.checks import x as _c\n### END HIDDEN TESTS")]),
+        root / "solutions" / "01_x" / "x.ipynb")
+    course = Course.at(root, tmp_path / "work")
+    answer = nbformat.v4.new_code_cell("x = 1  # graded by grader.checks", metadata={
+        "nbgrader": {"solution": True, "grade_id": "x_impl", "grade": False, "locked": False}})
+    locked = nbformat.v4.new_code_cell("# grader.checks", metadata={
+        "nbgrader": {"solution": False, "grade_id": "x_test", "grade": True, "locked": True, "points": 1}})
+    pages = {}
+    for student, cells, shown in (("ann", [answer], 1), ("bo", [answer], 2), ("cal", [locked], 1)):
+        folder = course.submitted / student / "01_x"
+        folder.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), folder / "x.ipynb")
+        pages[student] = course.feedback / student / "01_x" / "x.html"
+        pages[student].parent.mkdir(parents=True)
+        pages[student].write_text("<pre>x = 1  # graded by grader.checks</pre>" * shown)
+    problems = verify_feedback(course, "01_x", sorted(pages.values()))
+    assert [p.split("/feedback/")[1].split("/")[0] for p in problems] == ["bo", "cal"]
+    assert all("'grader.checks'" in p for p in problems)
+    assert pages["ann"].exists() and not pages["bo"].exists() and not pages["cal"].exists()
+
+
 # ---------------------------------------------------------------- config
 
 def test_daily_penalty_and_config_choices(tmp_path):

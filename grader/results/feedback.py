@@ -4,7 +4,8 @@ nbgrader shows hidden tests in feedback by design (its issues #917, #1363). Two 
 them out: :class:`HideHiddenTests` removes the hidden-test regions from the cells and cuts the
 error tracebacks of those cells down to ``ExceptionName: message``; then :func:`verify_feedback`
 reads the rendered text of every page and rejects (deletes) any that still shows a hidden-test
-line, a hidden-test marker or a path into grader/.
+line, a hidden-test marker or a path into grader/ more often than the student's own answers
+write it.
 
 Pages stay small (under 300 KB for the solution notebooks, from 0.27-2.4 MB): the page's
 stylesheet is ours (``grader/results/templates/feedback_small``, 3 KB instead of nbgrader's inlined
@@ -52,13 +53,32 @@ def _visible_text(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", page)).split())
 
 
+def _own_text(course: Course, assignment: str, page: Path) -> str:
+    """The visible text of what the student wrote in the notebook of ``page``: the sources of
+    their answer cells and added cells (nbgrader overwrites the others from the gradebook),
+    spaced as :func:`_visible_text` spaces a page; "" without a readable submission."""
+    from grader.nb import read_notebook
+
+    try:
+        student = page.relative_to(course.feedback).parts[0]
+        nb = read_notebook(course.submitted / student / assignment / page.with_suffix(".ipynb").name)
+        sources = [cell.source for cell in nb.cells
+                   if cell.metadata.get("nbgrader", {}).get("solution") or
+                   not cell.metadata.get("nbgrader", {}).get("grade_id")]
+    except (ValueError, OSError, AttributeError, TypeError):  # not under feedback/, missing, not a notebook
+        return ""
+    return " ".join(" ".join(sources).split())
+
+
 def verify_feedback(course: Course, assignment: str, pages: list[Path]) -> list[str]:
-    """Problems found in feedback pages (empty when clean); offending pages are deleted."""
+    """Problems found in feedback pages (empty when clean); offending pages are deleted. A text
+    shown no more often than the student's own answers write it is theirs, not a leak (an
+    answer may name ``grader.checks`` in a comment, or call a check the way a hidden test does)."""
     needles = [" ".join(t.split()) for t in forbidden_texts(course, assignment)]
     problems = []
     for page in pages:
-        text = _visible_text(page.read_text(encoding="utf-8"))
-        leaked = [n for n in needles if n in text]
+        text, own = _visible_text(page.read_text(encoding="utf-8")), _own_text(course, assignment, page)
+        leaked = [n for n in needles if text.count(n) > own.count(n)]
         if leaked:
             problems.append(f"{page}: shows {leaked[0]!r}; page deleted")
             page.unlink()
