@@ -15,29 +15,31 @@ from xdist.scheduler import LoadScopeScheduling
 SPREAD = frozenset({"tests/test_assignments.py", "tests/test_grader_variants.py",
                     "tests/test_notebook_errors.py", "tests/test_explore.py"})
 
-#: Seconds of the heaviest units in one process on the 2-core CI machine, by node id prefix
-#: (a module, or a test of a SPREAD module without its parameters). Only the order matters.
+#: Seconds of the heaviest units in a ``-n 2`` run on the 2-core CI machine, by node id prefix
+#: (a module, or one case of a test of a SPREAD module). Only the order matters.
 COST = {
-    "tests/test_real_class.py": 120,
-    "tests/test_grader_attacks.py": 70,
-    "tests/test_assignments.py::test_solutions_full_marks": 38,
-    "tests/test_lab_browser.py": 38,
-    "tests/test_student_edition.py": 36,
-    "tests/test_grader_collect.py": 36,
+    "tests/test_real_class.py": 165,
+    "tests/test_student_edition.py": 144,
+    "tests/test_grader_attacks.py": 88,
+    "tests/test_grader_collect.py": 56,
+    "tests/test_assignments.py::test_solutions_full_marks": 50,
     "tests/test_grader_audit.py": 35,
-    "tests/test_grader_trust.py": 29,
-    "tests/test_grader_distributed.py": 35,
-    "tests/test_grader_variants.py::test_one_mistake": 24,
-    "tests/test_grader_broken.py": 20,
+    "tests/test_grader_trust.py": 31,
+    "tests/test_lab_browser.py": 25,
+    "tests/test_grader_broken.py": 24,
+    "tests/test_grader_selfcheck.py": 21,
+    "tests/test_grader_variants.py::test_one_mistake": 20,
+    "tests/test_grader_distributed.py": 19,
     "tests/test_grader_unusual.py": 15,
-    "tests/test_grader_parallel.py": 11,
-    "tests/test_grader_export.py": 11,
-    "tests/test_grader_pipeline.py": 9,
-    "tests/test_grader_report.py": 8,
-    "tests/test_grader_selfcheck.py": 8,
-    "tests/test_grader_variants.py::test_accepted": 8,
-    "tests/test_grader_stock.py": 5,
-    "tests/test_notebook_errors.py": 3,
+    "tests/test_grader_report.py": 14,
+    "tests/test_grader_export.py": 14,
+    "tests/test_grader_parallel.py": 13,
+    "tests/test_grader_pipeline.py": 11,
+    "tests/test_grader_stock.py": 11,
+    "tests/test_grader_variants.py::test_accepted": 10,
+    "tests/test_grader_errors.py": 8,
+    "tests/test_fast_jit.py": 7,
+    "tests/test_notebook_errors.py": 4,
     "tests/test_explore.py::test_headless": 3,
 }
 
