@@ -41,7 +41,7 @@ Grades = dict[str, tuple[dict[str, float | None], list[str], str]]
 
 
 def _cli(course: Course, *args: str) -> int:
-    db = ["--db", course.db_url] if not course.db_url.startswith("sqlite") else []
+    db = ["--db", course.db] if course.db else []  # None: the working area's SQLite
     return main(["--root", str(course.root), "--work", str(course.work), *db, *args])
 
 
