@@ -123,7 +123,7 @@ def _widget(paint: Callable[..., None], controls: Callable[[Any], dict[str, Any]
 
 def _grid(paint: Callable[..., None], settings: Sequence[Mapping[str, Any]], title: str,
           ncols: int = 2) -> Any:
-    from .plots import _subplots
+    from .plots import _margins, _subplots
 
     rows = math.ceil(len(settings) / ncols)
     fig, axes = _subplots(rows, ncols, figsize=(5.6 * ncols, 3.9 * rows + 0.5))
@@ -132,7 +132,7 @@ def _grid(paint: Callable[..., None], settings: Sequence[Mapping[str, Any]], tit
     for ax in axes[len(settings):]:
         ax.set_visible(False)
     fig.suptitle(f"{title}\n(static view: in JupyterLab this cell shows sliders)", fontsize="medium")
-    fig.tight_layout()
+    _margins(fig, top=0.85, hgap=0.8)
     return fig
 
 
@@ -201,6 +201,8 @@ def depth_stats(scheme: Scheme, *, gain: float, depth: int, nonlinearity: str = 
 
 def _paint_depth(ax: Any, *, schemes: Mapping[str, Scheme], scheme: str, gain: float, depth: int,
                  nonlinearity: str, width: int) -> None:
+    from .plots import _log_y
+
     ax.set_title(f"{scheme}, gain {gain:.3g}, {nonlinearity}, width {width}", fontsize="medium")
     ax.set_xlabel("hidden layer")
     ax.set_ylabel("standard deviation")
@@ -210,8 +212,9 @@ def _paint_depth(ax: Any, *, schemes: Mapping[str, Scheme], scheme: str, gain: f
     except NotImplementedError as exc:
         return _note(ax, [_unfinished(exc, _SCHEME_FUNCTIONS.get(scheme, scheme))])
     layers = np.arange(1, depth + 1)
-    ax.semilogy(layers, _finite(acts), marker=".", label="activations h")
-    ax.semilogy(layers, _finite(grads), marker=".", label="gradients ∂L/∂h")
+    ax.plot(layers, _finite(acts), marker=".", label="activations h")
+    ax.plot(layers, _finite(grads), marker=".", label="gradients ∂L/∂h")
+    _log_y(ax)
     shown = np.concatenate([acts, grads])
     shown = shown[np.isfinite(shown) & (shown > 0)]
     if shown.size and shown.max() < 100 * shown.min():  # at least two decades: noise looks flat

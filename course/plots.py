@@ -8,6 +8,7 @@ what :func:`plot_layer_stats` and :func:`plot_layer_std` draw.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,46 @@ def _subplots(nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Any, Any]:
     fig, axes = plt.subplots(nrows, ncols, squeeze=False, **kw)
     plt.close(fig)
     return fig, axes.ravel()
+
+
+def _margins(fig: Any, *, left: float = 0.8, right: float = 0.15, bottom: float = 0.55, top: float = 0.3,
+             wgap: float = 0.8, hgap: float = 0.75) -> None:
+    """Place the subplots with fixed margins and gaps, in inches: the room tick labels, axis
+    labels and titles take here. ``tight_layout`` would measure it, at the price of one more
+    drawing of the figure (as long again as showing it); Jupyter's inline display crops the
+    outer margins anyway."""
+    w, h = fig.get_size_inches()
+    rows, cols = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
+    width = (w - left - right - (cols - 1) * wgap) / cols
+    height = (h - bottom - top - (rows - 1) * hgap) / rows
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=wgap / width, hspace=hgap / height)
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _power_label(x: float) -> str:
+    """A log axis' tick label, 10ᵏ or c×10ᵏ, in Unicode superscripts."""
+    fx = math.log10(x)
+    exponent = round(fx) if abs(fx - round(fx)) < 1e-10 else math.floor(fx)
+    coeff = round(x / 10.0 ** exponent)
+    power = "10" + str(exponent).translate(_SUPERSCRIPT)
+    return power if coeff == 1 else f"{coeff}×{power}"
+
+
+def _log_y(ax: Any) -> None:
+    """A base-10 log y axis labelled 10ᵏ as plain text: matplotlib's default labels are
+    mathtext, parsed again at every drawing, about a third of drawing such a figure."""
+    from matplotlib.ticker import LogFormatter
+
+    class PowerFormatter(LogFormatter):  # LogFormatter decides which ticks get a label
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return _power_label(x)
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(PowerFormatter())
+    ax.yaxis.set_minor_formatter(PowerFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def _integer_epochs(ax: Any) -> None:
@@ -89,7 +130,7 @@ def plot_comparison(histories: Mapping[str, Any], keys: Sequence[str] = ("train_
             label = name + (" (diverged)" if np.isnan(values).any() else "")
             ax.plot(h.epoch, values, marker=".", label=label)
         if key in logy:
-            ax.set_yscale("log")
+            _log_y(ax)
         ax.set_xlabel("epoch")
         _integer_epochs(ax)
         ax.set_ylabel(key)
@@ -245,12 +286,12 @@ def plot_layer_std(runs: Mapping[str, Sequence[LayerStats]] | Sequence[LayerStat
         for name, stats in runs.items():
             depth = np.arange(1, len(stats) + 1)
             ax.plot(depth, _finite([getattr(s, prop) for s in stats]), marker=".", label=name or None)
-        ax.set_yscale("log")
+        _log_y(ax)
         ax.set_xlabel("layer (kept outputs, input side first)")
         ax.set_ylabel(label)
         if any(runs):
             ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _margins(fig, top=0.45 if title else 0.15)
     return fig

@@ -16,6 +16,7 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
+from _figures import assert_laid_out  # noqa: E402
 from course import data, explore, optim  # noqa: E402
 from course import init as weight_init  # noqa: E402
 from course import nn  # noqa: E402
@@ -283,6 +284,13 @@ def test_each_explorer_builds_its_controls_and_draws_once(name, described, monke
     assert isinstance(box, widgets.VBox) and len(painted) == 1
     assert {c.description for c in controls} == described
     assert all(c.continuous_update is False for c in controls if hasattr(c, "continuous_update"))
+
+
+@pytest.mark.parametrize("name", ["initialization", "optimizers", "batch_norm"])
+def test_each_static_grid_keeps_its_labels_inside_and_apart(name):
+    """The static grid is placed with fixed margins (no tight_layout): nothing leaves the
+    figure, no panel's labels run into another panel or the title."""
+    assert_laid_out(getattr(explore, name)(live=False))
 
 
 # -- the notebooks, headless -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from grader.checks import CheckFailed, check
 from grader.checks import _core as C
 from grader.autograde.collect import Parsed, Roster, collect, parse_filename
 from grader.config import REPO_ROOT, Course, DailyPenalty, GraderError, UsageError, nbgrader_config
-from grader.nb import HideHiddenTests
+from grader.nb import CompiledCheckCellMetadata, HideHiddenTests
 from grader.results.feedback import verify_feedback
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grader"
@@ -378,6 +378,48 @@ def test_stub_function_replaces_only_the_body():
         stub_function(SOURCE, ["missing"], "x")
     with pytest.raises(GraderError, match="one-line"):
         stub_function("def f(x): return x\n", ["f"], "x")
+
+
+# ---------------------------------------------------------------- nbgrader metadata checks
+
+def _corrupt(nb: nbformat.NotebookNode, how: str) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
+    meta = next(c.metadata.nbgrader for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    if how == "points as text":
+        meta.points = "two"
+    elif how == "unknown cell_type":
+        meta.cell_type = 3
+    elif how == "no grade_id":
+        del meta["grade_id"]
+    elif how == "old schema":
+        meta.schema_version = 1
+    elif how == "duplicate grade_id":
+        other = next(c.metadata.nbgrader for c in nb.cells
+                     if c.metadata.get("nbgrader", {}).get("grade") and c.metadata.nbgrader is not meta)
+        other.grade_id = meta.grade_id
+    return nb
+
+
+@pytest.mark.parametrize("how", [None, "points as text", "unknown cell_type", "no grade_id", "old schema",
+                                 "duplicate grade_id"])
+def test_compiled_metadata_check_judges_as_nbgraders(how):
+    """The autograde pass's CheckCellMetadata (schema compiled once) accepts and rejects the
+    same notebooks as nbgrader's, and leaves nbgrader's jsonschema as it found it."""
+    from nbgrader.nbgraderformat import common
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    source = nbformat.read(REPO_ROOT / "solutions" / "03_initialization" / "initialization.ipynb", as_version=4)
+    nb = source if how is None else _corrupt(source, how)
+    outcomes = []
+    for cls in (CheckCellMetadata, CompiledCheckCellMetadata):
+        try:
+            cls().preprocess(nb, {})
+            outcomes.append("valid")
+        except Exception as exc:  # noqa: BLE001 - the type and message are what is compared
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+    assert outcomes[0] == outcomes[1]
+    assert (outcomes[0] == "valid") == (how is None)
+    assert common.jsonschema is sys.modules["jsonschema"]
 
 
 # ---------------------------------------------------------------- feedback scrubbing

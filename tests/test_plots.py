@@ -1,7 +1,9 @@
 """course.plots: figures have the expected panels and lines (Agg backend, no image diffs)."""
 from __future__ import annotations
 
+import functools
 import io
+import math
 import subprocess
 import sys
 
@@ -13,8 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
 
+from _figures import assert_laid_out  # noqa: E402
 from course import data as D  # noqa: E402
-from course import losses, nn, plots  # noqa: E402
+from course import init, losses, nn, plots  # noqa: E402
 from course.train import History  # noqa: E402
 
 
@@ -135,3 +138,25 @@ def test_layer_plots_have_one_column_per_kept_layer():
     assert np.allclose(act_ax.get_lines()[0].get_ydata(), [s.activation_std for s in stats])
     assert np.allclose(grad_ax.get_lines()[0].get_ydata(), [s.gradient_std for s in stats])
     assert _png(std).startswith(b"\x89PNG")
+    assert_laid_out(std)
+
+
+@pytest.mark.parametrize("title", [None, "ReLU, 12 hidden layers of width 8"])
+def test_layer_std_is_laid_out_with_plain_text_powers_of_ten(title):
+    """Fixed margins instead of tight_layout; the log axes' labels are 10ᵏ in Unicode
+    superscripts, not mathtext (``$...$``), and name the same values."""
+    x = np.random.default_rng(1).standard_normal((32, 4)).astype(np.float32)
+    runs = {f"N(0, {s}²)": plots.layer_stats(nn.MLP([4] + [8] * 12 + [2], init=functools.partial(init.normal, std=s),
+                                                      rng=0), x) for s in (1.0, 0.3)}
+    fig = plots.plot_layer_std(runs, title=title)
+    assert_laid_out(fig)
+    ax = fig.axes[0]
+    shown = [(t.get_position()[1], t.get_text()) for t in ax.yaxis.get_majorticklabels() if t.get_text()]
+    assert shown and not any("$" in text for _, text in shown)
+    for value, text in shown:
+        assert text == "10" + str(round(math.log10(value))).translate(plots._SUPERSCRIPT)
+
+
+def test_power_labels():
+    assert [plots._power_label(v) for v in (1e-3, 1.0, 10.0, 1e14, 2e-5, 3e14, 0.2, 5e2)] == [
+        "10⁻³", "10⁰", "10¹", "10¹⁴", "2×10⁻⁵", "3×10¹⁴", "2×10⁻¹", "5×10²"]

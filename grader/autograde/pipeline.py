@@ -29,12 +29,12 @@ from typing import Any
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import CheckCellMetadata, Execute
 from nbgrader.utils import find_all_files
 
 from grader.config import BLAS_THREAD_VARS, LMS_LATE, Course, GraderError, UsageError, nbgrader_config
 from grader.autograde.execute import Context, NotebookRun, SandboxExecute
-from grader.nb import run_converter
+from grader.nb import CompiledCheckCellMetadata, run_converter
 from grader.autograde.preflight import Prepared, TemplateNotebook, load_template, prepare
 from grader.autograde.score import NotebookScore, expected_checks, score_notebook, zero_cells
 from grader.sandbox.box import isolation
@@ -321,8 +321,9 @@ def _autograde(scratch: Path, job: Job, prepared: Prepared, template: dict[str, 
                       assignment=job.assignment, mode=mode, limits=limits, files=dict(job.extra_files), env={},
                       checker_env=_checker_env(job.course_root), check_modules=modules)
     executor = SandboxExecute.bound(context, runs)
+    swap = {Execute: executor, CheckCellMetadata: CompiledCheckCellMetadata}
     config.Autograde.autograde_preprocessors = [
-        executor if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+        swap.get(p, p) for p in Autograde.class_traits()["autograde_preprocessors"].default()]
     config.OverwriteCells.add_missing_cells = True
     logs = []
     for name, verdict in prepared.notebooks.items():

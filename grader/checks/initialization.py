@@ -106,7 +106,8 @@ def _moments_check(w: np.ndarray, what: str, var: float, dist: str,
     if abs(mean) > Z * std / math.sqrt(n):
         raise CheckFailed(f"{what}: the mean of the weights is {mean:.3g}, {abs(mean) / std:.2g} "
                           "standard deviations away from 0; the weights must have mean 0.")
-    sample_var = float(np.mean((x - mean) ** 2))
+    d2 = np.square(x - mean)  # squared deviations, reused for the kurtosis (x ** 4 would call pow)
+    sample_var = float(np.mean(d2))
     ratio = sample_var / var
     if abs(ratio - 1.0) > var_rtol:
         direction = "too large" if ratio > 1 else "too small"
@@ -118,7 +119,7 @@ def _moments_check(w: np.ndarray, what: str, var: float, dist: str,
                 break
         raise CheckFailed(message)
     if dist == "normal":
-        kurt = float(np.mean((x - mean) ** 4) / sample_var ** 2 - 3.0)
+        kurt = float(np.mean(np.square(d2)) / sample_var ** 2 - 3.0)
         if abs(kurt) > Z * math.sqrt(24.0 / n) + 0.02:
             hint = " (it looks uniform: use a normal draw)" if abs(kurt + 1.2) < 0.1 else ""
             raise CheckFailed(f"{what}: the weights do not look normally distributed: "

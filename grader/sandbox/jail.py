@@ -219,6 +219,10 @@ def _run_kernel(spec: dict) -> None:
         getattr(getattr(sys.modules.get("matplotlib"), name, None), "cache_clear", lambda: None)()
     if "numpy" in sys.modules:  # a fresh global generator, as a new process has (random reseeds itself)
         sys.modules["numpy"].random.seed()
+    # No debugger: a grading kernel has no frontend to debug from, and ipykernel imports debugpy
+    # (0.1 s of CPU, and a thread) when a kernel starts, if it can. The template cannot import it
+    # for the kernels: that thread would be in every fork.
+    sys.modules["debugpy"] = None
     code = 0
     try:
         from ipykernel import kernelapp
