@@ -111,7 +111,7 @@ def plot_history(history: Any, metrics: Sequence[str] = ("loss", "accuracy"), *,
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _margins(fig, top=0.45 if title else 0.15)
     return fig
 
 
@@ -137,7 +137,7 @@ def plot_comparison(histories: Mapping[str, Any], keys: Sequence[str] = ("train_
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _margins(fig, top=0.45 if title else 0.15)
     return fig
 
 
@@ -150,7 +150,7 @@ def plot_trajectories(landscape: Any, paths: Mapping[str, np.ndarray], *, levels
     """
     fig, axes = _subplots(figsize=(6, 5))
     draw_trajectories(axes[0], landscape, paths, levels=levels, title=title)
-    fig.tight_layout()
+    _margins(fig, top=0.35)  # the panel is titled: by ``title`` or the landscape's name
     return fig
 
 
@@ -267,7 +267,7 @@ def plot_layer_stats(stats: Sequence[LayerStats], *, max_layers: int = 8, bins: 
     axes[1, 0].set_ylabel("gradients")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _margins(fig, left=0.45, bottom=0.4, top=0.75 if title else 0.5, wgap=0.25, hgap=0.55)
     return fig
 
 

@@ -157,6 +157,30 @@ def test_layer_std_is_laid_out_with_plain_text_powers_of_ten(title):
         assert text == "10" + str(round(math.log10(value))).translate(plots._SUPERSCRIPT)
 
 
+def _every_plot(title):
+    x = np.random.default_rng(1).standard_normal((32, 4)).astype(np.float32)
+    stats = plots.layer_stats(nn.MLP([4] + [8] * 12 + [2], rng=0), x)
+    land = D.rosenbrock()
+    return {
+        "history": plots.plot_history(_history(), title=title),
+        "comparison": plots.plot_comparison({"plain": _history(nan_from=3), "batch norm": _history()}, title=title),
+        "trajectories": plots.plot_trajectories(land, {"a": np.array([land.start, (0.0, 0.5)])}, title=title),
+        "layer stats": plots.plot_layer_stats(stats, max_layers=5, title=title),
+        "layer std": plots.plot_layer_std({"He": stats}, title=title),
+    }
+
+
+@pytest.mark.parametrize("title", [None, "a title for the whole figure"])
+def test_every_plot_keeps_its_labels_inside_and_apart(title):
+    """The plots are placed with fixed margins (no tight_layout): nothing leaves the figure and
+    no panel's labels run into another panel or the title."""
+    for name, fig in _every_plot(title).items():
+        try:
+            assert_laid_out(fig)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+
+
 def test_power_labels():
     assert [plots._power_label(v) for v in (1e-3, 1.0, 10.0, 1e14, 2e-5, 3e14, 0.2, 5e2)] == [
         "10⁻³", "10⁰", "10¹", "10¹⁴", "2×10⁻⁵", "3×10¹⁴", "2×10⁻¹", "5×10²"]
