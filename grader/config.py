@@ -175,9 +175,6 @@ def nbgrader_config(course: Course, *, timeout: int = 60, late_penalty: str = "n
     # the course that nbgrader.api.Gradebook, and so the rest of this package, uses.
     c.CourseDirectory.course_id = "default_course"
     c.Execute.timeout = timeout
-    # nbconvert validates the notebook after every preprocessor (autograde runs 11); once,
-    # after the last, finds the same invalid notebook
-    c.Exporter.optimistic_validation = True
     c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
     if late_penalty in ("none", "zero"):
         c.LateSubmissionPlugin.penalty_method = late_penalty

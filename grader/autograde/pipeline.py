@@ -325,6 +325,10 @@ def _autograde(scratch: Path, job: Job, prepared: Prepared, template: dict[str, 
     config.Autograde.autograde_preprocessors = [
         swap.get(p, p) for p in Autograde.class_traits()["autograde_preprocessors"].default()]
     config.OverwriteCells.add_missing_cells = True
+    # nbconvert validates the notebook after each of the 11 preprocessors; once, after the
+    # last, finds the same invalid notebook (not in nbgrader_config: with no preprocessor at
+    # all, nbconvert 7 fails on its own unbound variable there)
+    config.Exporter.optimistic_validation = True
     logs = []
     for name, verdict in prepared.notebooks.items():
         if verdict.data is None:
