@@ -380,6 +380,31 @@ def test_stub_function_replaces_only_the_body():
         stub_function("def f(x): return x\n", ["f"], "x")
 
 
+# ---------------------------------------------------------------- gradebook engines
+
+def test_gradebooks_share_an_engine_and_see_a_replaced_file(tmp_path):
+    """nbgrader's Gradebook gets one engine per database (its compiled statements are kept),
+    and a gradebook file replaced at the same path is read anew, not through a stale connection."""
+    from nbgrader.api import Gradebook
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    with Gradebook(url) as first, Gradebook(url) as second:
+        assert first.engine is second.engine
+        first.add_student("ada")
+        assert [s.id for s in second.students] == ["ada"]
+    left = Gradebook(url)  # not closed: its connection goes back to the pool, still open
+    assert [s.id for s in left.students] == ["ada"]
+    left.db.remove()
+    (tmp_path / "gradebook.db").unlink()
+    with Gradebook(url) as fresh:
+        assert fresh.students == []
+        fresh.add_student("ben")
+    with Gradebook(url) as again:
+        assert [s.id for s in again.students] == ["ben"]
+    with Gradebook(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        assert other.engine is not first.engine and other.students == []
+
+
 # ---------------------------------------------------------------- nbgrader metadata checks
 
 def _corrupt(nb: nbformat.NotebookNode, how: str) -> nbformat.NotebookNode:

@@ -322,8 +322,8 @@ def _autograde(scratch: Path, job: Job, prepared: Prepared, template: dict[str, 
                       checker_env=_checker_env(job.course_root), check_modules=modules)
     executor = SandboxExecute.bound(context, runs)
     swap = {Execute: executor, CheckCellMetadata: CompiledCheckCellMetadata}
-    config.Autograde.autograde_preprocessors = [
-        swap.get(p, p) for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+    for stage in ("sanitize_preprocessors", "autograde_preprocessors"):
+        config.Autograde[stage] = [swap.get(p, p) for p in Autograde.class_traits()[stage].default()]
     config.OverwriteCells.add_missing_cells = True
     # nbconvert validates the notebook after each of the 11 preprocessors; once, after the
     # last, finds the same invalid notebook (not in nbgrader_config: with no preprocessor at
