@@ -61,7 +61,7 @@ def _power_label(x: float) -> str:
 
 def _log_y(ax: Any) -> None:
     """A base-10 log y axis labelled 10ᵏ as plain text: matplotlib's default labels are
-    mathtext, parsed again at every drawing, about a third of drawing such a figure."""
+    mathtext, parsed again at every drawing: a quarter of drawing such a figure."""
     from matplotlib.ticker import LogFormatter
 
     class PowerFormatter(LogFormatter):  # LogFormatter decides which ticks get a label
