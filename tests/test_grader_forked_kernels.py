@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: What a kernel reports about itself (one JSON line).
 REPORT = """
-import json, os, resource, sys, course
+import base64, json, os, resource, struct, sys, course, matplotlib.figure
+get_ipython().run_line_magic("matplotlib", "inline")  # as the course's notebooks start
+fig = matplotlib.figure.Figure(figsize=(3, 2))
+fig.add_subplot().plot([0, 1])
+png = base64.b64decode(get_ipython().display_formatter.format(fig)[0]["image/png"])  # as a cell's value
 print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "env": sorted(os.environ),
+    "png": struct.unpack(">II", png[16:24]), "dpi": fig.dpi,
     "as": resource.getrlimit(resource.RLIMIT_AS)[0], "nnp": "NoNewPrivs:\\t1" in open("/proc/self/status").read(),
     "course": course.__file__, "grader": sorted(m for m in sys.modules if m.split(".")[0] == "grader"),
     "tainted": getattr(course, "tainted", None), "file": os.path.exists("/tmp/left-by-the-last")}))
@@ -98,6 +103,8 @@ def test_each_forked_kernel_is_fresh_limited_and_clean(tmp_path):
         assert report["course"].startswith(str(kernel_library(ROOT)))  # the student edition
         assert report["as"] == 1536 << 20 and report["nnp"]
         assert "GRADER_FORK_KERNELS" not in report["env"] and "HOME" in report["env"]
+        # drawn once, uncropped (box.KERNEL_CONFIG): the whole 3 x 2 in canvas, no tight crop
+        assert report["png"] == [round(3 * report["dpi"]), round(2 * report["dpi"])]
     assert one["tainted"] is None and two["tainted"] is None, "a module attribute crossed notebooks"
     if isolation() != "none":  # /tmp is the host's in the none mode
         assert not two["file"], "a file of the last notebook was seen"

@@ -143,6 +143,14 @@ def _library_paths(library: Path | None) -> list[str]:
     return sorted(p for p in keep if not any(p.startswith(q + os.sep) for q in keep if q != p))
 
 
+# A grading kernel's IPython configuration. Jupyter shows a figure cropped to what is drawn
+# ("tight" bounding box), which lays the whole figure out once more before drawing it: a third
+# of the cells' time when 03_initialization is graded. The graded copy draws each figure once,
+# uncropped: the course's figures keep their labels inside their own margins (tests/_figures.py
+# asserts it), so the feedback shows the same picture with the margins it was laid out with.
+KERNEL_CONFIG = json.dumps({"InlineBackend": {"print_figure_kwargs": {"bbox_inches": None}}}).encode()
+
+
 @functools.cache
 def _matplotlib_cache() -> dict[str, bytes]:
     """Matplotlib's font cache, for each kernel's own config folder (building it costs a
@@ -209,6 +217,7 @@ class KernelBox:
         if kernel:
             for fname, data in _matplotlib_cache().items():
                 self.files[f"{self.home}/.config/matplotlib/{fname}"] = data
+            self.files[f"{self.home}/.ipython/profile_default/ipython_kernel_config.json"] = KERNEL_CONFIG
         self.env = self._environment(env)
         self.sandbox_pid: int | None = None  # its launcher, whose /proc/PID/root is the kernel's
 
