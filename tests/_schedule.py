@@ -13,7 +13,8 @@ from xdist.scheduler import LoadScopeScheduling
 
 #: Modules without module-scoped fixtures whose tests are each a long nbgrader run.
 SPREAD = frozenset({"tests/test_assignments.py", "tests/test_grader_variants.py",
-                    "tests/test_notebook_errors.py", "tests/test_explore.py"})
+                    "tests/test_notebook_errors.py", "tests/test_explore.py",
+                    "tests/test_notebook_figures.py"})
 
 #: Seconds of the heaviest units in a ``-n 2`` run on the 2-core CI machine, by node id prefix
 #: (a module, or one case of a test of a SPREAD module). Only the order matters.
@@ -39,6 +40,7 @@ COST = {
     "tests/test_grader_variants.py::test_accepted": 10,
     "tests/test_grader_errors.py": 8,
     "tests/test_fast_jit.py": 7,
+    "tests/test_notebook_figures.py": 6,
     "tests/test_notebook_errors.py": 4,
     "tests/test_explore.py::test_headless": 3,
 }
