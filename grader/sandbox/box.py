@@ -147,7 +147,8 @@ def _library_paths(library: Path | None) -> list[str]:
 # ("tight" bounding box), which lays the whole figure out once more before drawing it: a third
 # of the cells' time when 03_initialization is graded. The graded copy draws each figure once,
 # uncropped: the course's figures keep their labels inside their own margins (tests/_figures.py
-# asserts it), so the feedback shows the same picture with the margins it was laid out with.
+# and tests/test_notebook_figures.py assert it), so the feedback shows the same picture with the
+# margins it was laid out with.
 KERNEL_CONFIG = json.dumps({"InlineBackend": {"print_figure_kwargs": {"bbox_inches": None}}}).encode()
 
 
