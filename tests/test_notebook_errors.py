@@ -9,14 +9,12 @@ snapshot sees IPython unchanged.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbgrader.utils import determine_grade
 
@@ -24,6 +22,8 @@ from course.notebook import _clean, _names
 from grader.release.build import stub_message
 from grader.config import Course, REPO_ROOT
 from grader.release.fabricate import fill_submission
+
+from _notebooks import execute
 
 COURSE = Course.at(REPO_ROOT)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -37,19 +37,6 @@ UPSTREAM = re.compile(r"^(?:NameError: `(?P<name>\w+)` is not set|KeyError: .+ i
                       r"from “(?P<section>[^”]+)” is not finished yet)\.$")
 ASKED = re.compile(r"^NameError: `(?P<name>\w+)` is not set yet: it is asked for in “(?P<section>[^”]+)”; "
                    r"finish the cell there that sets it\.$")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **extra}
-    for name in ("COURSE_BACKEND", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING"):
-        if name not in extra:
-            env.pop(name, None)
-    return env
-
-
-def _execute(nb: nbformat.NotebookNode, folder: Path, *, allow_errors: bool = True, **env: str) -> None:
-    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=allow_errors,
-                   resources={"metadata": {"path": str(folder)}}).execute(env=_env(**env))
 
 
 def _errors(nb: nbformat.NotebookNode) -> list[tuple[nbformat.NotebookNode, str]]:
@@ -72,7 +59,7 @@ def _headings(nb: nbformat.NotebookNode) -> set[str]:
 def test_an_untouched_release_gives_one_line_per_error(assignment):
     path = _release(assignment)
     nb = nbformat.read(path, as_version=4)
-    _execute(nb, path.parent)
+    execute(nb, path.parent)
     errors = _errors(nb)
     headings = _headings(nb)
     exercises = {ex.id: ex for ex in COURSE.catalog().for_assignment(assignment)}
@@ -103,7 +90,7 @@ def test_a_half_done_notebook_names_only_what_is_missing(tmp_path):
     solution = nbformat.read(COURSE.solutions / "02_optimizers" / release.name, as_version=4)
     nb = fill_submission(nbformat.read(release, as_version=4), solution, {"adam_step_impl": None})
     nbformat.write(nb, tmp_path / release.name)   # where the kernel looks up headings
-    _execute(nb, tmp_path)
+    execute(nb, tmp_path)
     errors = {cell.id: text for cell, text in _errors(nb)}
     assert set(errors) == {"adam_step", "adam_first_step_answer", "adam_first_step", "race2", "race3",
                            "digits"}, errors
@@ -135,7 +122,7 @@ def test_cascades_follow_reruns_and_fall_back_to_the_usual_traceback(tmp_path):
         "%tb",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in cells])
-    _execute(nb, tmp_path)
+    execute(nb, tmp_path)
     out = [(_errors(nbformat.v4.new_notebook(cells=[c])) or [(c, "")])[0][1] for c in nb.cells]
     assert out[2].startswith("NotImplementedError: this cell needs `double`") and "\n" not in out[2]
     assert out[3] == ("KeyError: 'b' is not in `runs`: cell [3], which fills it, stopped because "
@@ -155,7 +142,7 @@ def test_a_short_error_still_stops_run_all(tmp_path):
     path = _release("02_optimizers")
     nb = nbformat.read(path, as_version=4)
     with pytest.raises(CellExecutionError) as stopped:
-        _execute(nb, path.parent, allow_errors=False)   # the execute_reply said "error"
+        execute(nb, path.parent, allow_errors=False)   # the execute_reply said "error"
     first_stub = next(c for c in nb.cells if c.cell_type == "code" and c.get("outputs")
                       and any(o.output_type == "error" for o in c.outputs))
     assert first_stub.id == "sgd_step"
@@ -178,7 +165,7 @@ def test_nothing_is_installed_when_nbgrader_runs_the_notebook(tmp_path, mode):
     for env in ({"NBGRADER_EXECUTION": mode}, {}):
         cells = [*[c.source for c in setups], probe, "def f():\n    raise NotImplementedError()\nf()"]
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in cells])
-        _execute(nb, tmp_path, **env)
+        execute(nb, tmp_path, **env)
         printed = nb.cells[-2].outputs[0]["text"].strip()
         (_, stub_error), = _errors(nb)
         if env:

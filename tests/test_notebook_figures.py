@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 
-import nbclient
 import nbformat
 import pytest
 
 from grader.config import REPO_ROOT, Course
+
+from _notebooks import execute
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +37,15 @@ _bb.FigureCanvasBase.print_figure = _watched
 REPORT = "import json; print(json.dumps(_figures_drawn))"
 
 
-@pytest.mark.parametrize("assignment", Course.at(REPO_ROOT).assignments())
-def test_every_figure_fits_its_canvas(assignment, tmp_path):
-    course = Course.at(REPO_ROOT)
-    for path in sorted((course.solutions / assignment).glob("*.ipynb")):
+COURSE = Course.at(REPO_ROOT)
+
+
+@pytest.mark.parametrize("assignment", COURSE.assignments())
+def test_every_figure_fits_its_canvas(assignment):
+    for path in sorted((COURSE.solutions / assignment).glob("*.ipynb")):
         nb = nbformat.read(path, 4)
         nb.cells = [nbformat.v4.new_code_cell(WATCH), *nb.cells, nbformat.v4.new_code_cell(REPORT)]
-        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        execute(nb, path.parent, allow_errors=False)
         drawn = json.loads(nb.cells[-1].outputs[0]["text"])
         assert drawn, f"{path.name}: no figure was drawn (the watch did not see them)"
         outside = [(title, extents, size) for title, extents, size in drawn
